@@ -1,0 +1,135 @@
+#include "core/kernels/cpu/gemm/gemm_packed.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <limits>
+#include <memory>
+#include <new>
+
+namespace strata::gemm::detail {
+namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+
+// 64-byte aligned so the micro-kernel's aligned loads never split a cache line.
+template <class T>
+std::unique_ptr<T[], FreeDeleter> aligned_buffer(int64_t count) {
+  const size_t bytes = ((size_t(count) * sizeof(T) + 63) / 64) * 64;
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw std::bad_alloc();
+  return std::unique_ptr<T[], FreeDeleter>(static_cast<T*>(p));
+}
+
+// Below about this many multiply-adds per thread the fork/join and barrier cost more than the
+// extra core gives back.
+constexpr int64_t kMinWorkPerThread = 64 * 64 * 64;
+
+struct ThreadGrid {
+  int tm = 1, tn = 1;
+};
+
+// Splits the tile grid into tm x tn rectangles, one per thread, minimising the largest share.
+// A thread's cost counts its tiles plus packing its rows of A (about an eighth of a tile row's
+// multiply-adds per tile), which threads that split n both pay for the same rows.
+ThreadGrid choose_grid(int threads, int64_t m_tiles, int64_t n_tiles) {
+  ThreadGrid best;
+  int64_t best_cost = std::numeric_limits<int64_t>::max();
+  for (int tm = 1; tm <= threads; ++tm) {
+    if (threads % tm != 0) continue;
+    const int tn = threads / tm;
+    const int64_t rows = ceil_div(m_tiles, tm), cols = ceil_div(n_tiles, tn);
+    const int64_t cost = rows * (8 * cols + 1);
+    if (cost <= best_cost) {
+      best_cost = cost;
+      best = {tm, tn};
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
+template <class T>
+void packed_gemm(const PackedKernel<T>& kern, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                 T alpha, const void* a, int64_t lda, const void* b, int64_t ldb, T beta, T* c,
+                 int64_t ldc) {
+  const int64_t mr = kern.mr, nr = kern.nr;
+  const int64_t m_tiles = ceil_div(m, mr), n_tiles = ceil_div(n, nr);
+  const int64_t kc_max = std::min(kern.kc, k);
+  const int64_t nc_max = std::min(kern.nc, n_tiles * nr);
+
+  int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const double work = double(m) * double(n) * double(k);  // may exceed int64 in principle
+  threads = int(std::clamp<double>(work / double(kMinWorkPerThread), 1.0, threads));
+  threads = int(std::min<int64_t>(threads, m_tiles * n_tiles));
+  const ThreadGrid grid = choose_grid(threads, m_tiles, n_tiles);
+
+  // The A block of a thread never exceeds its share of the rows.
+  const int64_t mc_max = std::min(kern.mc, ceil_div(m_tiles, grid.tm) * mr);
+  auto b_pack = aligned_buffer<T>(kc_max * nc_max);
+  auto a_pack = aligned_buffer<T>(int64_t(threads) * mc_max * kc_max);
+
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    const int ti = t / grid.tn, tj = t % grid.tn;
+    const int64_t mt0 = m_tiles * ti / grid.tm, mt1 = m_tiles * (ti + 1) / grid.tm;
+    const int64_t nt0 = n_tiles * tj / grid.tn, nt1 = n_tiles * (tj + 1) / grid.tn;
+    T* a_mine = a_pack.get() + int64_t(t) * mc_max * kc_max;
+    const int64_t mc_tiles = mc_max / mr;
+
+    for (int64_t jc = 0; jc < n; jc += kern.nc) {
+      const int64_t nc = std::min(kern.nc, n - jc);
+      const int64_t panels = ceil_div(nc, nr);
+      const int64_t first_panel = jc / nr;
+      // This thread's micro-panels inside the current column block.
+      const int64_t q0 = std::max<int64_t>(nt0 - first_panel, 0);
+      const int64_t q1 = std::min<int64_t>(nt1 - first_panel, panels);
+
+      for (int64_t pc = 0; pc < k; pc += kern.kc) {
+        const int64_t kc = std::min(kern.kc, k - pc);
+        // Later k blocks add onto what the first one wrote.
+        const T beta_block = pc == 0 ? beta : T(1);
+
+#pragma omp for schedule(static)
+        for (int64_t q = 0; q < panels; ++q) {
+          kern.pack_b(b, ldb, tb, pc, kc, jc + q * nr, std::min(nr, nc - q * nr),
+                      b_pack.get() + q * nr * kc);
+        }  // implicit barrier: B is packed before anyone reads it
+
+        for (int64_t it = mt0; q0 < q1 && it < mt1; it += mc_tiles) {
+          const int64_t i0 = it * mr;
+          const int64_t rows = std::min(std::min(it + mc_tiles, mt1) * mr, m) - i0;
+          kern.pack_a(a, lda, ta, i0, rows, pc, kc, a_mine);
+          for (int64_t q = q0; q < q1; ++q) {
+            const int64_t j = jc + q * nr;
+            const int cols = int(std::min(nr, n - j));
+            const T* bp = b_pack.get() + q * nr * kc;
+            for (int64_t r = 0; r * mr < rows; ++r) {
+              kern.micro(kc, a_mine + r * mr * kc, bp, alpha, beta_block,
+                         c + (i0 + r * mr) * ldc + j, ldc, int(std::min(mr, rows - r * mr)), cols);
+            }
+          }
+        }
+#pragma omp barrier
+      }
+    }
+  }
+}
+
+template void packed_gemm<float>(const PackedKernel<float>&, bool, bool, int64_t, int64_t, int64_t,
+                                 float, const void*, int64_t, const void*, int64_t, float, float*,
+                                 int64_t);
+template void packed_gemm<double>(const PackedKernel<double>&, bool, bool, int64_t, int64_t,
+                                  int64_t, double, const void*, int64_t, const void*, int64_t,
+                                  double, double*, int64_t);
+
+}  // namespace strata::gemm::detail

@@ -1,0 +1,197 @@
+#include "launch/config.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace strata::launch {
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string nearest(const std::string& name, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_d = SIZE_MAX;
+  for (const auto& c : candidates) {
+    const size_t d = edit_distance(name, c);
+    if (d < best_d) best_d = d, best = c;
+  }
+  // More than about a third of the name changed is no longer a typo.
+  return best_d <= std::max<size_t>(2, name.size() / 3) ? best : "";
+}
+
+namespace {
+
+std::string value_text(const boost::any& v) {
+  if (v.empty()) return "";
+  std::ostringstream os;
+  if (auto p = boost::any_cast<std::string>(&v))
+    os << *p;
+  else if (auto p = boost::any_cast<int>(&v))
+    os << *p;
+  else if (auto p = boost::any_cast<int64_t>(&v))
+    os << *p;
+  else if (auto p = boost::any_cast<uint64_t>(&v))
+    os << *p;
+  else if (auto p = boost::any_cast<double>(&v))
+    os << *p;
+  else if (auto p = boost::any_cast<bool>(&v))
+    os << (*p ? "true" : "false");
+  else if (auto p = boost::any_cast<std::vector<std::string>>(&v)) {
+    // One "key = value" line per element: that is how an INI file spells a list.
+    for (size_t i = 0; i < p->size(); ++i) os << (i ? "\n" : "") << (*p)[i];
+  } else {
+    os << "?";
+  }
+  return os.str();
+}
+
+std::vector<std::string> option_names(const po::options_description& options) {
+  std::vector<std::string> names;
+  for (const auto& o : options.options()) names.push_back(o->long_name());
+  return names;
+}
+
+std::string strip_dashes(std::string s) {
+  while (!s.empty() && s[0] == '-') s.erase(0, 1);
+  return s;
+}
+
+}  // namespace
+
+std::string Config::dump() const {
+  // Options without a dot come first, then one INI section per prefix.
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> sections;
+  for (const auto& o : options_->options()) {
+    const std::string& name = o->long_name();
+    if (name == "config" || name == "help" || name == "dump-config") continue;
+    auto it = vars_.find(name);
+    const std::string text = it == vars_.end() ? "" : value_text(it->second.value());
+    const size_t dot = name.rfind('.');
+    if (dot == std::string::npos)
+      sections[""].push_back({name, text});
+    else
+      sections[name.substr(0, dot)].push_back({name.substr(dot + 1), text});
+  }
+  std::ostringstream os;
+  for (const auto& [section, entries] : sections) {
+    if (!section.empty()) os << "\n[" << section << "]\n";
+    for (const auto& [key, value] : entries) {
+      if (value.empty())
+        os << "# " << key << " =\n";  // unset, no default
+      else {
+        std::istringstream lines(value);
+        for (std::string line; std::getline(lines, line);) os << key << " = " << line << "\n";
+      }
+    }
+  }
+  return os.str();
+}
+
+std::optional<Config> parse_command(const Command& command, const std::vector<std::string>& args,
+                                    po::options_description& options, std::ostream& out) {
+  po::positional_options_description positional;
+  options.add_options()("help,h", "show this command's options")(
+      "dump-config", "print the effective configuration as INI and exit")(
+      "config", po::value<std::vector<std::string>>()->composing(),
+      "INI file(s); later files override earlier ones, the command line overrides all");
+  command.declare(options, positional);
+  const std::string who = "strata " + command.name;
+  po::variables_map vars;
+  try {
+    po::store(po::command_line_parser(args).options(options).positional(positional).run(), vars);
+    if (vars.count("config")) {
+      // po::store keeps the first value it sees: the command line first, then the files from
+      // last to first, so the precedence is command line > last file > ... > first file.
+      auto files = vars["config"].as<std::vector<std::string>>();
+      for (auto it = files.rbegin(); it != files.rend(); ++it) {
+        std::ifstream in(*it);
+        STRATA_CHECK(in.good(), who, ": config file '", *it, "' ",
+                     std::filesystem::exists(*it) ? "cannot be read" : "does not exist");
+        po::store(po::parse_config_file(in, options, /*allow_unregistered=*/false), vars);
+      }
+    }
+    if (vars.count("help")) {
+      out << "usage: " << command.usage << "\n" << command.summary << "\n\n" << options << "\n";
+      return std::nullopt;
+    }
+    // --dump-config answers before required options are checked, so a partial config can be
+    // inspected.
+    if (vars.count("dump-config")) {
+      out << Config(vars, &options).dump();
+      return std::nullopt;
+    }
+    po::notify(vars);
+  } catch (const po::unknown_option& e) {
+    const std::string name = strip_dashes(e.get_option_name());
+    const std::string hint = nearest(name, option_names(options));
+    STRATA_FAIL(who, ": unknown option '--", name, "'",
+                hint.empty() ? std::string() : "; did you mean '--" + hint + "'?", " (see `", who,
+                " --help`)");
+  } catch (const po::error& e) {
+    STRATA_FAIL(who, ": ", e.what(), " (see `", who, " --help`)");
+  }
+  return Config(std::move(vars), &options);
+}
+
+int run_main(std::span<const Command> commands, int argc, char** argv) {
+  auto list = [&](std::ostream& os) {
+    os << "usage: strata <command> [--config FILE.ini]... [--section.key value]...\n\ncommands:\n";
+    for (const auto& c : commands)
+      os << "  " << c.name << std::string(12 - std::min<size_t>(11, c.name.size()), ' ')
+         << c.summary << "\n";
+    os << "\n`strata <command> --help` lists a command's options.\n";
+  };
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" ||
+      std::string(argv[1]) == "help") {
+    list(argc < 2 ? std::cerr : std::cout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string name = argv[1];
+  const auto it = std::find_if(commands.begin(), commands.end(),
+                               [&](const Command& c) { return c.name == name; });
+  if (it == commands.end()) {
+    std::vector<std::string> names;
+    for (const auto& c : commands) names.push_back(c.name);
+    const std::string hint = nearest(name, names);
+    std::cerr << "strata: unknown command '" << name << "'"
+              << (hint.empty() ? "" : "; did you mean '" + hint + "'?") << "\n";
+    list(std::cerr);
+    return 2;
+  }
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  po::options_description options("options of strata " + name);
+  std::optional<Config> config;
+  try {
+    config = parse_command(*it, args, options, std::cout);
+  } catch (const Error& e) {
+    std::cerr << e.what() << "\n";
+    return 2;
+  }
+  if (!config) return 0;
+  try {
+    return it->run(*config);
+  } catch (const std::exception& e) {
+    std::cerr << "strata " << name << ": error: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace strata::launch

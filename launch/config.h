@@ -1,0 +1,61 @@
+#pragma once
+// The `strata` command line: `strata <command> [--config FILE.ini]... [--section.key value]...`.
+// Each command declares its options (name, default, help) in one place with Boost.Program_options;
+// INI sections map to dotted names (`[model] d_model = 256` is `--model.d_model 256`). Later
+// --config files override earlier ones and the command line overrides them all.
+#include <boost/program_options.hpp>
+#include <functional>
+#include <iosfwd>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace strata::launch {
+
+namespace po = boost::program_options;
+
+// The effective configuration of one command run.
+class Config {
+ public:
+  Config(po::variables_map vars, const po::options_description* options)
+      : vars_(std::move(vars)), options_(options) {}
+  template <class T>
+  T get(const std::string& name) const {
+    auto it = vars_.find(name);
+    if (it == vars_.end() || it->second.empty()) return T{};
+    return it->second.as<T>();
+  }
+  bool has(const std::string& name) const { return vars_.count(name) && !vars_[name].defaulted(); }
+  // INI text that reproduces this configuration (what --dump-config prints).
+  std::string dump() const;
+
+ private:
+  po::variables_map vars_;
+  const po::options_description* options_;
+};
+
+struct Command {
+  std::string name;
+  std::string summary;
+  std::string usage;  // e.g. "strata prepare --input FILES... --tokenizer MODEL --out DIR"
+  // Adds the command's own options (the shared --config/--help/--dump-config come on top).
+  std::function<void(po::options_description&, po::positional_options_description&)> declare;
+  std::function<int(const Config&)> run;
+};
+
+// Levenshtein distance, for "did you mean" hints.
+size_t edit_distance(const std::string& a, const std::string& b);
+// The candidate nearest to `name`, or "" when none is plausibly a typo of it.
+std::string nearest(const std::string& name, const std::vector<std::string>& candidates);
+
+// Parses a command's arguments (those after the command name). Returns nullopt when --help or
+// --dump-config already answered (printed to `out`). Throws strata::Error for unknown or
+// malformed options (naming the option and the nearest valid one) and for missing config files.
+std::optional<Config> parse_command(const Command& command, const std::vector<std::string>& args,
+                                    po::options_description& options, std::ostream& out);
+
+// The whole program: dispatches argv to a command, prints errors, returns the exit status.
+int run_main(std::span<const Command> commands, int argc, char** argv);
+
+}  // namespace strata::launch

@@ -1,0 +1,13 @@
+#include <vector>
+
+#include "launch/commands.h"
+#include "launch/config.h"
+
+int main(int argc, char** argv) {
+  using namespace strata::launch;
+  const std::vector<Command> commands{
+      make_prepare_command(),
+      make_tokenizer_command(),
+  };
+  return run_main(commands, argc, argv);
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# End-to-end checks of the `strata` command: usage errors name the option (and the nearest valid
+# one), missing files name the path, and a byte-level prepare produces shards.
+#   cli_test.sh STRATA_BINARY FIXTURE_DIR
+set -uo pipefail
+strata="$1"
+fixtures="$2"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+
+# expect NAME EXPECTED_RC PATTERN -- COMMAND...: runs COMMAND, checks its exit code and that its
+# output (stdout and stderr together) matches PATTERN.
+expect() {
+  local name="$1" rc="$2" pattern="$3"
+  shift 4
+  local out got
+  out="$("$@" 2>&1)"
+  got=$?
+  if [[ $got -ne $rc ]] || ! grep -qE -- "$pattern" <<<"$out"; then
+    echo "FAIL $name: exit $got (expected $rc), output:"
+    echo "$out" | sed 's/^/    /'
+    failures=$((failures + 1))
+  else
+    echo "ok   $name"
+  fi
+}
+
+expect no-command 2 "usage: strata <command>" -- "$strata"
+expect help 0 "prepare" -- "$strata" --help
+expect unknown-command 2 "did you mean 'prepare'" -- "$strata" prepar
+expect unknown-option 2 "unknown option '--inptu'; did you mean '--input'" -- \
+  "$strata" prepare --inptu x --tokenizer t --out o
+expect bad-value 2 "vocab" -- "$strata" tokenizer train --vocab lots --kind bytes --out x
+expect missing-required 2 "tokenizer" -- "$strata" prepare --input x --out o
+expect missing-config 2 "config file '$tmp/none.ini' does not exist" -- \
+  "$strata" prepare --config "$tmp/none.ini"
+expect command-help 0 "--shard_tokens" -- "$strata" prepare --help
+
+"$strata" tokenizer train --kind bytes --out "$tmp/bytes.tok" 2>/dev/null
+expect missing-input 1 "no such file or directory: '$tmp/nope.txt'" -- \
+  "$strata" prepare --input "$tmp/nope.txt" --tokenizer "$tmp/bytes.tok" --out "$tmp/s"
+expect missing-tokenizer 1 "'$tmp/none.tok'" -- \
+  "$strata" prepare --input "$fixtures" --tokenizer "$tmp/none.tok" --out "$tmp/s"
+expect prepare-bytes 0 "documents, [0-9]+ tokens" -- \
+  "$strata" prepare --input "$fixtures" --tokenizer "$tmp/bytes.tok" --out "$tmp/s"
+expect manifest 0 "bytes:" -- cat "$tmp/s/manifest.json"
+expect tokenizer-info 0 "vocab_size = 260" -- "$strata" tokenizer info --model "$tmp/bytes.tok"
+
+# An INI file sets dotted and plain options; the command line overrides it.
+printf 'threads = 1\nshard_tokens = 1000\nquiet = true\n' >"$tmp/p.ini"
+expect dump-config 0 "shard_tokens = 999" -- \
+  "$strata" prepare --config "$tmp/p.ini" --shard_tokens 999 --dump-config
+printf 'shard_tokns = 1\n' >"$tmp/bad.ini"
+expect ini-unknown 2 "unknown option '--shard_tokns'; did you mean '--shard_tokens'" -- \
+  "$strata" prepare --config "$tmp/bad.ini"
+
+if ((failures)); then
+  echo "$failures failure(s)"
+  exit 1
+fi
+echo "all passed"
