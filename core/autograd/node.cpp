@@ -13,6 +13,21 @@ std::atomic<uint64_t> next_sequence_nr{0};
 
 Node::Node(std::string name) : name_(std::move(name)), sequence_nr_(next_sequence_nr++) {}
 
+Node::~Node() {
+  std::vector<std::shared_ptr<Node>> pending;
+  for (Edge& e : next)
+    if (e.node) pending.push_back(std::move(e.node));
+  while (!pending.empty()) {
+    std::shared_ptr<Node> n = std::move(pending.back());
+    pending.pop_back();
+    if (n.use_count() == 1) {  // last owner: take its edges so its destructor has none to follow
+      for (Edge& e : n->next)
+        if (e.node) pending.push_back(std::move(e.node));
+      n->next.clear();
+    }
+  }
+}
+
 SavedTensor::SavedTensor(const Tensor& t, const std::string& op) : op_(op) {
   if (!t.defined()) return;
   data_ = t.detach();

@@ -22,7 +22,9 @@ struct Edge {
 class Node {
  public:
   explicit Node(std::string name);
-  virtual ~Node() = default;
+  // Tears down the chain of producers iteratively: a 10^5-node graph would overflow the stack
+  // if each node's destructor destroyed its predecessor recursively.
+  virtual ~Node();
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 

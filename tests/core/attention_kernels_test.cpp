@@ -20,8 +20,9 @@ namespace {
 enum class BiasKind {
   kNone,
   kFull,
-  kPerHead /* [1, H, Lq, Lk], T5 */,
-  kPerBatch /* [B, 1, ...] */
+  kPerHead,     // [1, H, Lq, Lk], T5's relative position bias
+  kPerBatch,    // [B, 1, Lq, Lk]
+  kTransposed,  // [B, H, Lq, Lk] stored key-major, so the kernels must gather it
 };
 
 struct Case {
@@ -99,6 +100,10 @@ Problem make_problem(const Case& c, unsigned seed) {
     case BiasKind::kPerBatch:
       p.bias_lead = {c.B, 1};
       p.bias_stride = {LL, 0, c.Lk, 1};
+      break;
+    case BiasKind::kTransposed:
+      p.bias_lead = {c.B, c.H};
+      p.bias_stride = {c.H * LL, LL, 1, c.Lq};
       break;
   }
   if (c.bias != BiasKind::kNone) fill(p.bias, p.bias_lead[0] * p.bias_lead[1] * LL, 2.0);
@@ -294,6 +299,9 @@ std::vector<Case> reference_cases() {
   cs.push_back({2, 3, 129, 300, 64, true, BiasKind::kPerHead, true, true, true});
   cs.push_back({3, 2, 17, 129, 8, false, BiasKind::kFull, true, true, true});
   cs.push_back({2, 2, 300, 300, 64, false, BiasKind::kPerBatch, true, true, false});
+  // A head dim that is not a multiple of the 8 lanes, and a bias with strided keys.
+  cs.push_back({2, 2, 33, 70, 13, false, BiasKind::kTransposed, true, true, true});
+  cs.push_back({1, 3, 129, 65, 20, true, BiasKind::kTransposed, false, false, false});
   return cs;
 }
 
@@ -327,6 +335,9 @@ TEST(AttentionKernels, FullyMaskedRowsAreZeroWithNegInfLse) {
 
 // Central differences of L = sum(out * dout) in f64, against the kernels' gradients.
 TEST(AttentionKernels, GradientsMatchFiniteDifferences) {
+  // Thousands of tiny calls: one thread avoids paying a team start-up on each.
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
   for (const Case& c : {Case{2, 2, 5, 7, 8, true, BiasKind::kPerHead, true, true, true},
                         Case{1, 2, 9, 6, 4, false, BiasKind::kFull, false, false, false}}) {
     SCOPED_TRACE(name(c));
@@ -376,6 +387,7 @@ TEST(AttentionKernels, GradientsMatchFiniteDifferences) {
     check(
         &Problem::bias, [&](size_t e) { return r.dbias[e]; }, "dbias");
   }
+  omp_set_num_threads(saved);
 }
 
 // Same bits for 1 and 2 threads, including the layouts that make the backward switch strategy

@@ -16,30 +16,30 @@
 namespace strata::cpu::attn {
 namespace {
 
-// exp(x) for 8 floats, about 1 ulp over the range that matters; exactly 0 for x below ~-87.3
-// (so -inf, our "hidden" marker, maps to 0). Cody-Waite reduction by ln 2, then a degree-6
-// polynomial for e^r on [-ln2/2, ln2/2], then 2^n through the exponent bits.
+// exp(x) for 8 floats with x <= ~80 (softmax arguments are x - max <= 0), relative error about
+// 2e-7; exactly 0 below -87 and for -inf, our "hidden" marker. Cheaper than a full-range exp: 2^n
+// comes from rounding with a magic constant whose low mantissa bits then hold n + 127, and
+// e^r, |r| <= ln2/2, is a degree-6 Taylor polynomial. Not NaN-preserving (no NaN reaches here
+// from finite inputs).
 STRATA_AVX2 inline __m256 exp8(__m256 x) {
-  const __m256 lo = _mm256_set1_ps(-87.33654f);
-  const __m256 underflow = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-  x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.0f));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 lo = _mm256_set1_ps(-87.0f);
+  const __m256 keep = _mm256_cmp_ps(x, lo, _CMP_GE_OQ);
+  x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(80.0f));
+  const __m256 magic = _mm256_set1_ps(12582912.0f + 127.0f);  // 1.5 * 2^23 + exponent bias
+  const __m256 k = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), magic);
+  const __m256 n = _mm256_sub_ps(k, magic);
   __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
   r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  const __m256 r2 = _mm256_mul_ps(r, r);
-  p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  // n lies in [-126, 128) after the clamp, so 2^n is a normal float built from its exponent.
-  const __m256i e =
-      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  p = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-  return _mm256_andnot_ps(underflow, p);
+  __m256 p = _mm256_set1_ps(1.0f / 720);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  // n + 127 lies in [1, 243]: shifting k's low bits into the exponent field builds 2^n.
+  const __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(k), 23));
+  return _mm256_and_ps(_mm256_mul_ps(p, scale), keep);
 }
 
 STRATA_AVX2 inline float hsum8(__m256 v) {
@@ -141,8 +141,10 @@ STRATA_AVX2 void gemm_avx2(int m, int n, int k, const float* a, ptrdiff_t a_rs, 
     const int last = nn - (two ? 8 : 0);
     const bool has_tail = last != 8;
     const __m256i tail = tail_mask(last);
-    for (int i0 = 0; i0 < m; i0 += kMr) {
-      const int mr = std::min(kMr, m - i0);
+    for (int i0 = 0; i0 < m;) {
+      // 10 remaining rows go as 5 + 5 rather than 6 + 4: a 4-row block has too few independent
+      // accumulators to keep both FMA pipes busy (64-row tiles hit this every time).
+      const int mr = m - i0 == 10 ? 5 : std::min(kMr, m - i0);
       const float* ai = a + i0 * a_rs;
       const float* bj = b + j0;
       float* cij = c + i0 * ldc + j0;
@@ -157,6 +159,7 @@ STRATA_AVX2 void gemm_avx2(int m, int n, int k, const float* a, ptrdiff_t a_rs, 
         else
           micro_rows<1, false>(mr, k, ai, a_rs, a_cs, bj, ldb, cij, ldc, accumulate, tail);
       }
+      i0 += mr;
     }
   }
 }
@@ -173,46 +176,62 @@ STRATA_AVX2 inline void store_part(float* p, int j, int n, __m256 v) {
     _mm256_maskstore_ps(p + j, tail_mask(n - j), v);
 }
 
+// Works in phases over all rows (logits and maxima; exponentials and sums; rescale factors) rather
+// than row by row: a row alone is one long dependency chain (max -> exp -> sum), while rows are
+// independent, so phase-wise the out-of-order core overlaps many rows.
 STRATA_AVX2 void softmax_step_avx2(const ScoreBlock<float>& sb, float* m, float* l, float* o,
                                    ptrdiff_t ldo, int d) {
-  const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  const __m256 ninf = _mm256_set1_ps(kNegInf);
   const __m256 vs = _mm256_set1_ps(sb.scale);
   const int n = sb.cols;
-  for (int r = 0; r < sb.rows; ++r) {
-    float* s = sb.s + r * n;
-    const float* bias = sb.bias ? sb.bias + r * sb.bias_ld : nullptr;
-    const int lim = sb.limit(r);
-    __m256 vmax = ninf;
-    for (int j = 0; j < n; j += 8) {
-      __m256 x = _mm256_mul_ps(load_part(s, j, n), vs);
-      if (bias) x = _mm256_add_ps(x, load_part(bias, j, n));
-      if (sb.kadd) x = _mm256_add_ps(x, load_part(sb.kadd, j, n));
-      // Lanes past lim (and past n: lim <= n) are hidden, so they never raise the max.
-      if (j + 8 > lim) x = _mm256_blendv_ps(ninf, x, visible8(j, lim));
-      store_part(s, j, n, x);
-      vmax = _mm256_max_ps(vmax, x);
+  constexpr int kChunk = 64;
+  float m_new[kChunk], sum[kChunk];
+  for (int r0 = 0; r0 < sb.rows; r0 += kChunk) {
+    const int rows = std::min(kChunk, sb.rows - r0);
+    for (int rr = 0; rr < rows; ++rr) {
+      const int r = r0 + rr;
+      float* s = sb.s + r * n;
+      const float* bias = sb.bias ? sb.bias + r * sb.bias_ld : nullptr;
+      const int lim = sb.limit(r);
+      __m256 vmax = ninf;
+      for (int j = 0; j < n; j += 8) {
+        __m256 x = _mm256_mul_ps(load_part(s, j, n), vs);
+        if (bias) x = _mm256_add_ps(x, load_part(bias, j, n));
+        if (sb.kadd) x = _mm256_add_ps(x, load_part(sb.kadd, j, n));
+        // Lanes past lim (and past n: lim <= n) are hidden, so they never raise the max.
+        if (j + 8 > lim) x = _mm256_blendv_ps(ninf, x, visible8(j, lim));
+        store_part(s, j, n, x);
+        vmax = _mm256_max_ps(vmax, x);
+      }
+      m_new[rr] = std::max(m[r], hmax8(vmax));
     }
-    const float m_new = std::max(m[r], hmax8(vmax));
-    if (m_new == -std::numeric_limits<float>::infinity()) {
-      for (int j = 0; j < n; j += 8) store_part(s, j, n, _mm256_setzero_ps());
-      continue;
+    for (int rr = 0; rr < rows; ++rr) {
+      float* s = sb.s + (r0 + rr) * n;
+      // A row with every key so far hidden has only -inf logits: subtracting 0 instead of its
+      // -inf maximum keeps them -inf, which exp8 maps to 0 (no NaN from -inf - -inf).
+      const __m256 vm = _mm256_set1_ps(m_new[rr] == kNegInf ? 0.0f : m_new[rr]);
+      __m256 vsum = _mm256_setzero_ps();
+      for (int j = 0; j < n; j += 8) {
+        __m256 p = exp8(_mm256_sub_ps(load_part(s, j, n), vm));
+        if (j + 8 > n) p = _mm256_and_ps(p, visible8(j, n));
+        store_part(s, j, n, p);
+        vsum = _mm256_add_ps(vsum, p);
+      }
+      sum[rr] = hsum8(vsum);
     }
-    const __m256 vm = _mm256_set1_ps(m_new);
-    __m256 vsum = _mm256_setzero_ps();
-    for (int j = 0; j < n; j += 8) {
-      __m256 p = exp8(_mm256_sub_ps(load_part(s, j, n), vm));
-      if (j + 8 > n) p = _mm256_and_ps(p, visible8(j, n));
-      store_part(s, j, n, p);
-      vsum = _mm256_add_ps(vsum, p);
-    }
-    const float alpha = _mm256_cvtss_f32(exp8(_mm256_set1_ps(m[r] - m_new)));
-    m[r] = m_new;
-    l[r] = l[r] * alpha + hsum8(vsum);
-    if (alpha != 1.0f) {
-      const __m256 va = _mm256_set1_ps(alpha);
-      float* orow = o + r * ldo;
-      for (int c = 0; c < d; c += 8)
-        store_part(orow, c, d, _mm256_mul_ps(load_part(orow, c, d), va));
+    for (int rr = 0; rr < rows; ++rr) {
+      const int r = r0 + rr;
+      if (m_new[rr] == kNegInf) continue;  // nothing seen yet: l stays 0, o stays 0
+      const float alpha = _mm256_cvtss_f32(exp8(_mm256_set1_ps(m[r] - m_new[rr])));
+      m[r] = m_new[rr];
+      l[r] = l[r] * alpha + sum[rr];
+      if (alpha != 1.0f) {
+        const __m256 va = _mm256_set1_ps(alpha);
+        float* orow = o + r * ldo;
+        for (int c = 0; c < d; c += 8)
+          store_part(orow, c, d, _mm256_mul_ps(load_part(orow, c, d), va));
+      }
     }
   }
 }

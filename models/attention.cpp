@@ -1,0 +1,97 @@
+#include "models/attention.h"
+
+#include "core/error.h"
+#include "core/ops.h"
+
+namespace strata::models {
+
+namespace {
+
+AttentionConfig resolved(AttentionConfig c) {
+  STRATA_CHECK(c.d_model > 0 && c.n_heads > 0, "MultiHeadAttention: d_model ", c.d_model,
+               " and n_heads ", c.n_heads, " must be positive");
+  if (c.n_kv_heads == 0) c.n_kv_heads = c.n_heads;
+  STRATA_CHECK(c.n_kv_heads > 0 && c.n_heads % c.n_kv_heads == 0,
+               "MultiHeadAttention: n_kv_heads ", c.n_kv_heads, " must divide n_heads ", c.n_heads);
+  if (c.head_dim == 0) {
+    STRATA_CHECK(c.d_model % c.n_heads == 0, "MultiHeadAttention: d_model ", c.d_model,
+                 " is not a multiple of n_heads ", c.n_heads, " (set head_dim explicitly)");
+    c.head_dim = c.d_model / c.n_heads;
+  }
+  STRATA_CHECK(!c.rope || c.head_dim % 2 == 0, "MultiHeadAttention: RoPE needs an even head_dim, got ",
+               c.head_dim);
+  return c;
+}
+
+}  // namespace
+
+MultiHeadAttention::MultiHeadAttention(const AttentionConfig& cfg)
+    : Module("MultiHeadAttention"), cfg_(resolved(cfg)) {
+  const int64_t d = cfg_.d_model, dh = cfg_.head_dim;
+  q_proj_ = register_module("q_proj", std::make_shared<Linear>(d, cfg_.n_heads * dh, cfg_.bias, cfg_.init));
+  k_proj_ = register_module("k_proj", std::make_shared<Linear>(d, cfg_.n_kv_heads * dh, cfg_.bias, cfg_.init));
+  v_proj_ = register_module("v_proj", std::make_shared<Linear>(d, cfg_.n_kv_heads * dh, cfg_.bias, cfg_.init));
+  o_proj_ = register_module("o_proj", std::make_shared<Linear>(cfg_.n_heads * dh, d, cfg_.bias, cfg_.out_init));
+}
+
+MultiHeadAttention::QKV MultiHeadAttention::project(const Tensor& x, const Tensor& memory,
+                                                    int64_t pos_offset) const {
+  STRATA_CHECK(x.dim() == 3 && x.size(2) == cfg_.d_model, "MultiHeadAttention: expected x [B, L, ",
+               cfg_.d_model, "], got ", shape_str(x.shape()));
+  const Tensor& src = memory.defined() ? memory : x;
+  STRATA_CHECK(src.dim() == 3 && src.size(0) == x.size(0) && src.size(2) == cfg_.d_model,
+               "MultiHeadAttention: memory ", shape_str(src.shape()), " must be [", x.size(0),
+               ", Lk, ", cfg_.d_model, "]");
+  const int64_t B = x.size(0), Lq = x.size(1), Lk = src.size(1), dh = cfg_.head_dim;
+  QKV r;
+  r.q = q_proj_->forward(x).view({B, Lq, cfg_.n_heads, dh}).transpose(1, 2);
+  r.k = k_proj_->forward(src).view({B, Lk, cfg_.n_kv_heads, dh}).transpose(1, 2);
+  r.v = v_proj_->forward(src).view({B, Lk, cfg_.n_kv_heads, dh}).transpose(1, 2);
+  if (cfg_.rope && !memory.defined()) {
+    r.q = rope(r.q, cfg_.rope_base, pos_offset);
+    r.k = rope(r.k, cfg_.rope_base, pos_offset);
+  }
+  return r;
+}
+
+Tensor MultiHeadAttention::expand_kv_heads(const Tensor& t) const {
+  const int64_t g = cfg_.n_heads / cfg_.n_kv_heads;
+  if (g == 1 || t.size(1) == 1) return t;
+  STRATA_CHECK(t.dim() == 4 && t.size(1) == cfg_.n_kv_heads, "expand_kv_heads: expected [B, ",
+               cfg_.n_kv_heads, ", ., .], got ", shape_str(t.shape()));
+  const Shape s = t.shape();
+  return t.unsqueeze(2).expand({s[0], s[1], g, s[2], s[3]}).reshape({s[0], s[1] * g, s[2], s[3]});
+}
+
+Tensor MultiHeadAttention::attend(const QKV& qkv, const AttentionContext& ctx) const {
+  Tensor k = qkv.k, v = qkv.v;
+  AttentionOptions opt;
+  opt.scale = cfg_.scale;
+  opt.causal = cfg_.causal;
+  opt.bias = ctx.bias;
+  opt.key_padding_mask = ctx.key_padding_mask;
+  if (ctx.cache != nullptr) {
+    ctx.cache->append(k, v);
+    k = ctx.cache->keys();
+    v = ctx.cache->values();
+    opt.causal = cfg_.causal && ctx.cache->causal();
+    if (Tensor cb = ctx.cache->bias(qkv.q.size(2)); cb.defined()) {
+      cb = expand_kv_heads(cb.to(qkv.q.dtype()));
+      opt.bias = opt.bias.defined() ? opt.bias + cb : cb;
+    }
+  }
+  const int64_t B = qkv.q.size(0), Lq = qkv.q.size(2);
+  Tensor o = attention(qkv.q, expand_kv_heads(k), expand_kv_heads(v), opt);
+  o = o.transpose(1, 2).reshape({B, Lq, cfg_.n_heads * cfg_.head_dim});
+  return o_proj_->forward(o);
+}
+
+Tensor MultiHeadAttention::forward(const Tensor& x, const AttentionContext& ctx) const {
+  STRATA_CHECK(ctx.cache == nullptr || !ctx.memory.defined(),
+               "MultiHeadAttention: a KV cache is for self-attention; cross-attention memory is "
+               "projected once by the caller");
+  const int64_t pos = ctx.cache != nullptr ? ctx.cache->positions() : 0;
+  return attend(project(x, ctx.memory, pos), ctx);
+}
+
+}  // namespace strata::models

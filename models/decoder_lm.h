@@ -1,0 +1,103 @@
+#pragma once
+// A Llama-style decoder-only LM: token embedding, n pre-norm blocks
+//   h = h + attn(rms_norm(h))      (causal, RoPE, grouped-query heads)
+//   h = h + ffn(rms_norm(h))       (SwiGLU)
+// a final RMSNorm and an LM head (own weight or tied to the embedding). No biases, no absolute
+// positions. Parameter names:
+//   embed.weight
+//   layers.<i>.attn_norm.weight
+//   layers.<i>.attn.{q,k,v,o}_proj.weight
+//   layers.<i>.ffn_norm.weight
+//   layers.<i>.ffn.{gate,up,down}_proj.weight
+//   norm.weight
+//   lm_head.weight                 (untied only)
+#include "models/attention.h"
+#include "models/causal_lm.h"
+#include "models/embedding.h"
+#include "models/feed_forward.h"
+#include "models/lm_head.h"
+#include "models/rms_norm.h"
+
+namespace strata::models {
+
+struct DecoderConfig {
+  int64_t vocab = 0;
+  int64_t d_model = 0;
+  int64_t n_layers = 0;
+  int64_t n_heads = 0;
+  int64_t n_kv_heads = 0;  // 0: n_heads
+  int64_t d_ff = 0;
+  int64_t max_seq = 0;     // default KV-cache capacity and the length flops_per_token assumes
+  double rope_base = 10000.0;
+  double norm_eps = 1e-5;
+  bool tie_embeddings = false;
+  double dropout = 0.0;    // residual dropout on the embedding and on each sublayer's output
+  double init_std = 0.02;  // N(0, init_std) for every matrix; norm weights start at 1
+
+  int64_t head_dim() const { return d_model / n_heads; }
+  int64_t kv_heads() const { return n_kv_heads == 0 ? n_heads : n_kv_heads; }
+  // Throws strata::Error naming the first bad field.
+  void validate() const;
+};
+
+class DecoderBlock : public Module {
+ public:
+  DecoderBlock(const DecoderConfig& cfg, int64_t layer_index);
+  // x [B, L, d_model]; `dropout` is applied to both sublayer outputs when training.
+  Tensor forward(const Tensor& x, KVCache* cache, const RandomKey& dropout_key) const;
+  const MultiHeadAttention& attn() const { return *attn_; }
+  const FeedForward& ffn() const { return *ffn_; }
+
+ private:
+  double dropout_;
+  int64_t index_;
+  std::shared_ptr<RMSNorm> attn_norm_, ffn_norm_;
+  std::shared_ptr<MultiHeadAttention> attn_;
+  std::shared_ptr<FeedForward> ffn_;
+};
+
+class DecoderLM : public CausalLM {
+ public:
+  // Builds the model and initialises it from `seed` (Module::init_parameters).
+  DecoderLM(const DecoderConfig& cfg, uint64_t seed);
+
+  Tensor forward(const Tensor& ids) const override;
+  Tensor forward_step(const Tensor& ids, ModelCache& cache) const override;
+  ModelCache make_cache(int64_t batch, int64_t capacity = 0) const override;  // 0: max_seq
+  int64_t vocab_size() const override { return cfg_.vocab; }
+  int64_t max_seq_len() const override { return cfg_.max_seq; }
+
+  // Mean next-token cross-entropy: targets [B, L] (ignore_index -100 skipped).
+  Tensor loss(const Tensor& ids, const Tensor& targets) const;
+  // Final hidden states [B, L, d_model] (after the final norm), for heads other than the LM head.
+  Tensor hidden(const Tensor& ids, ModelCache* cache = nullptr) const;
+
+  // Dropout masks are keyed by (seed, RngStream::Dropout + site, step): the trainer sets the step.
+  void set_step(uint64_t step) { step_ = step; }
+
+  // Parameter counts. Non-embedding excludes the input embedding table (and so a tied head).
+  int64_t num_non_embedding_parameters() const;
+  // The closed form of docs/models.md; equals num_parameters() of a model built from cfg.
+  static int64_t count_parameters(const DecoderConfig& cfg, bool include_embeddings = true);
+  // Training FLOPs per token at context length seq_len (0: max_seq), PaLM's convention:
+  //   6 * N_matmul + 12 * n_layers * n_heads * head_dim * seq_len
+  // N_matmul counts every weight a matmul reads: all Linear weights plus the LM head's
+  // vocab * d_model (tied or not); the attention term counts QK^T and AV over the full
+  // context (no causal halving), forward + backward.
+  double flops_per_token(int64_t seq_len = 0) const;
+  static double flops_per_token(const DecoderConfig& cfg, int64_t seq_len);
+
+  const DecoderConfig& config() const { return cfg_; }
+  const DecoderBlock& layer(int64_t i) const { return (*layers_)[size_t(i)]; }
+
+ private:
+  DecoderConfig cfg_;
+  uint64_t seed_;
+  uint64_t step_ = 0;
+  std::shared_ptr<Embedding> embed_;
+  std::shared_ptr<ModuleList<DecoderBlock>> layers_;
+  std::shared_ptr<RMSNorm> norm_;
+  std::shared_ptr<LMHead> lm_head_;
+};
+
+}  // namespace strata::models

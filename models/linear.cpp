@@ -1,0 +1,25 @@
+#include "models/linear.h"
+
+#include "core/error.h"
+#include "core/ops.h"
+
+namespace strata::models {
+
+Linear::Linear(int64_t in_features, int64_t out_features, bool bias, Init weight_init,
+               Init bias_init)
+    : Module("Linear"),
+      in_(in_features),
+      out_(out_features),
+      weight_(register_parameter("weight", {out_features, in_features}, weight_init)),
+      bias_(bias ? register_parameter("bias", {out_features}, bias_init) : no_bias_) {
+  STRATA_CHECK(in_features > 0 && out_features > 0, "Linear: sizes must be positive, got in ",
+               in_features, ", out ", out_features);
+}
+
+Tensor Linear::forward(const Tensor& x) const {
+  STRATA_CHECK(x.dim() >= 1 && x.size(-1) == in_, "Linear: input ", shape_str(x.shape()),
+               " does not end in ", in_);
+  return linear(x, weight_, bias_);
+}
+
+}  // namespace strata::models

@@ -1,0 +1,201 @@
+// Module: parameter registry, name resolution, deterministic initialisation.
+#include "models/module.h"
+
+#include <algorithm>
+#include <set>
+
+#include "core/autograd/grad_mode.h"
+#include "core/error.h"
+#include "core/ops.h"
+#include "core/random/philox.h"
+
+namespace strata::models {
+
+uint64_t stable_name_hash(std::string_view name) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : name) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+Tensor& Module::register_parameter(const std::string& name, const Shape& shape, Init init,
+                                   DType dtype) {
+  STRATA_CHECK(!name.empty() && name.find('.') == std::string::npos,
+               "Module::register_parameter: bad name '", name, "' in ", type_name_);
+  for (const auto& p : params_)
+    STRATA_CHECK(p.name != name, "Module::register_parameter: '", name, "' registered twice in ",
+                 type_name_);
+  for (const auto& [n, m] : children_)
+    STRATA_CHECK(n != name, "Module::register_parameter: '", name,
+                 "' is already a submodule of ", type_name_);
+  Tensor t = zeros(shape, dtype);
+  t.set_requires_grad(true);
+  params_.push_back(Param{name, t, init});
+  return params_.back().tensor;
+}
+
+void Module::add_child(const std::string& name, std::shared_ptr<Module> m) {
+  STRATA_CHECK(m != nullptr, "Module::register_module: null module '", name, "' in ", type_name_);
+  STRATA_CHECK(!name.empty() && name.find('.') == std::string::npos,
+               "Module::register_module: bad name '", name, "' in ", type_name_);
+  for (const auto& [n, c] : children_)
+    STRATA_CHECK(n != name, "Module::register_module: '", name, "' registered twice in ",
+                 type_name_);
+  for (const auto& p : params_)
+    STRATA_CHECK(p.name != name, "Module::register_module: '", name, "' is already a parameter of ",
+                 type_name_);
+  m->train(training_);
+  children_.emplace_back(name, std::move(m));
+}
+
+void Module::collect(const std::string& prefix, std::vector<NamedParam>& out) const {
+  for (const auto& p : params_) out.push_back({prefix + p.name, &p});
+  for (const auto& [n, c] : children_) c->collect(prefix + n + ".", out);
+}
+
+std::vector<std::pair<std::string, Tensor>> Module::named_parameters() const {
+  std::vector<NamedParam> all;
+  collect("", all);
+  std::vector<std::pair<std::string, Tensor>> out;
+  std::set<const TensorImpl*> seen;
+  for (const auto& np : all)
+    if (seen.insert(np.param->tensor.impl()).second) out.emplace_back(np.name, np.param->tensor);
+  return out;
+}
+
+std::vector<Tensor> Module::parameters() const {
+  std::vector<Tensor> out;
+  for (auto& [n, t] : named_parameters()) out.push_back(t);
+  return out;
+}
+
+std::vector<std::pair<std::string, Module*>> Module::named_modules() {
+  std::vector<std::pair<std::string, Module*>> out{{"", this}};
+  for (const auto& [n, c] : children_)
+    for (auto& [sub, m] : c->named_modules()) out.emplace_back(sub.empty() ? n : n + "." + sub, m);
+  return out;
+}
+
+const Module::Param* Module::find(const std::string& full_name) const {
+  const auto dot = full_name.find('.');
+  if (dot == std::string::npos) {
+    for (const auto& p : params_)
+      if (p.name == full_name) return &p;
+    return nullptr;
+  }
+  const std::string head = full_name.substr(0, dot);
+  for (const auto& [n, c] : children_)
+    if (n == head) return c->find(full_name.substr(dot + 1));
+  return nullptr;
+}
+
+Module::Param* Module::find(const std::string& full_name) {
+  return const_cast<Param*>(std::as_const(*this).find(full_name));
+}
+
+bool Module::has_parameter(const std::string& full_name) const { return find(full_name) != nullptr; }
+
+namespace {
+
+// Edit distance, for "did you mean" hints on a misspelt name.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+Tensor Module::parameter(const std::string& full_name) const {
+  if (const Param* p = find(full_name)) return p->tensor;
+  std::string nearest;
+  size_t best = SIZE_MAX;
+  for (const auto& [n, t] : named_parameters())
+    if (size_t d = edit_distance(n, full_name); d < best) best = d, nearest = n;
+  STRATA_CHECK(false, type_name_, ": no parameter '", full_name, "'",
+               nearest.empty() ? std::string() : "; nearest is '" + nearest + "'");
+  return {};
+}
+
+void Module::load_parameter(const std::string& full_name, const Tensor& value) {
+  Tensor dst = parameter(full_name);
+  STRATA_CHECK(value.shape() == dst.shape(), "load_parameter: '", full_name, "' has shape ",
+               shape_str(dst.shape()), ", got ", shape_str(value.shape()));
+  NoGradGuard guard;
+  dst.copy_(value.dtype() == dst.dtype() ? value : value.to(dst.dtype()));
+}
+
+int64_t Module::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& [name, t] : named_parameters()) n += t.numel();
+  return n;
+}
+
+void Module::train(bool on) {
+  training_ = on;
+  for (auto& [n, c] : children_) c->train(on);
+}
+
+void Module::to(DType dtype) {
+  // A tied weight appears in two modules: convert it once and hand both slots the same tensor.
+  std::vector<std::pair<const TensorImpl*, Tensor>> converted;
+  for (auto& [name, m] : named_modules())
+    for (auto& p : m->params_) {
+      const TensorImpl* old = p.tensor.impl();
+      auto it = std::find_if(converted.begin(), converted.end(),
+                             [&](const auto& c) { return c.first == old; });
+      if (it == converted.end()) {
+        Tensor t = p.tensor.dtype() == dtype ? p.tensor : p.tensor.detach().to(dtype);
+        t = t.detach();
+        t.set_requires_grad(true);
+        t.set_grad(Tensor());
+        converted.emplace_back(old, t);
+        it = converted.end() - 1;
+      }
+      p.tensor = it->second;
+    }
+}
+
+DType Module::dtype() const {
+  auto ps = named_parameters();
+  return ps.empty() ? DType::f32 : ps.front().second.dtype();
+}
+
+void Module::zero_grad() {
+  for (auto& t : parameters()) t.set_grad(Tensor());
+}
+
+void Module::init_parameters(uint64_t seed) {
+  std::vector<NamedParam> all;
+  collect("", all);
+  std::set<const TensorImpl*> seen;
+  NoGradGuard guard;
+  for (const auto& np : all) {
+    Tensor dst = np.param->tensor;
+    if (!seen.insert(dst.impl()).second) continue;
+    const Init& init = np.param->init;
+    // Drawn in f64 when the parameter is f64, else f32 (bf16 rounds from the f32 draw).
+    const DType draw = dst.dtype() == DType::f64 ? DType::f64 : DType::f32;
+    const RandomKey key{seed, uint32_t(RngStream::Init), stable_name_hash(np.name), 0};
+    Tensor v;
+    switch (init.kind) {
+      case Init::Kind::Normal: v = randn(dst.shape(), key, draw, init.a, init.b); break;
+      case Init::Kind::Uniform: v = rand(dst.shape(), key, draw, init.a, init.b); break;
+      case Init::Kind::Constant: v = full(dst.shape(), init.a, draw); break;
+    }
+    dst.copy_(draw == dst.dtype() ? v : v.to(dst.dtype()));
+  }
+}
+
+}  // namespace strata::models

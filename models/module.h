@@ -1,0 +1,120 @@
+#pragma once
+// Module: a tree of named parameters and submodules. The full dotted name of a parameter
+// ("layers.3.attn.q_proj.weight") is its identity: checkpoint key, initialisation key and the
+// name optimizers use for their rules (no weight decay on norms, ...).
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace strata::models {
+
+// How a parameter is filled by Module::init_parameters.
+struct Init {
+  enum class Kind { Normal, Uniform, Constant };
+  Kind kind = Kind::Normal;
+  double a = 0.0;  // Normal: mean; Uniform: low; Constant: the value
+  double b = 1.0;  // Normal: std;  Uniform: high
+
+  static Init normal(double std, double mean = 0.0) { return {Kind::Normal, mean, std}; }
+  static Init uniform(double lo, double hi) { return {Kind::Uniform, lo, hi}; }
+  static Init constant(double v) { return {Kind::Constant, v, 0.0}; }
+  static Init zeros() { return constant(0.0); }
+  static Init ones() { return constant(1.0); }
+};
+
+// 64-bit FNV-1a: stable across platforms, compilers and runs (std::hash is none of these).
+uint64_t stable_name_hash(std::string_view name);
+
+class Module {
+ public:
+  explicit Module(std::string type_name) : type_name_(std::move(type_name)) {}
+  virtual ~Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  const std::string& type_name() const { return type_name_; }
+
+  // Parameters and submodules in registration order; names are full dotted paths from this module.
+  // A tensor reachable under two names (a tied weight) is listed once, under its first name.
+  std::vector<std::pair<std::string, Tensor>> named_parameters() const;
+  std::vector<Tensor> parameters() const;
+  std::vector<std::pair<std::string, Module*>> named_modules();  // "" is this module
+  // The parameter with this full dotted name, or throws naming the nearest valid names.
+  Tensor parameter(const std::string& full_name) const;
+  bool has_parameter(const std::string& full_name) const;
+  // Copies `value` (converted to the parameter's dtype) into the named parameter; shapes must match.
+  void load_parameter(const std::string& full_name, const Tensor& value);
+
+  int64_t num_parameters() const;
+
+  // Train/eval mode, propagated to every submodule.
+  void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+  // Converts every parameter (keeping requires_grad) and drops gradients.
+  void to(DType dtype);
+  DType dtype() const;  // of the first parameter (f32 for a module without any)
+  // Clears every parameter's gradient.
+  void zero_grad();
+
+  // Fills every parameter from Philox keyed by (seed, RngStream::Init, stable_name_hash(full
+  // name)) with the element index as the counter, so the weights depend on the seed and the
+  // names only: not on construction order, thread count or (with index_offset) sharding.
+  void init_parameters(uint64_t seed);
+
+ protected:
+  // Registers a new parameter of `shape` (uninitialised until init_parameters) and returns a
+  // stable reference to its slot: the slot keeps its address when to() replaces the tensor.
+  Tensor& register_parameter(const std::string& name, const Shape& shape, Init init,
+                             DType dtype = DType::f32);
+  template <class M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
+    add_child(name, m);
+    return m;
+  }
+
+ private:
+  struct Param {
+    std::string name;
+    Tensor tensor;
+    Init init;
+  };
+  struct NamedParam {
+    std::string name;
+    const Param* param;
+  };
+  void add_child(const std::string& name, std::shared_ptr<Module> m);
+  void collect(const std::string& prefix, std::vector<NamedParam>& out) const;
+  Param* find(const std::string& full_name);
+  const Param* find(const std::string& full_name) const;
+
+  std::string type_name_;
+  bool training_ = true;
+  std::deque<Param> params_;  // deque: references to slots stay valid as more are registered
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+};
+
+// An ordered list of submodules named "0", "1", ...
+template <class M>
+class ModuleList : public Module {
+ public:
+  ModuleList() : Module("ModuleList") {}
+  void push_back(std::shared_ptr<M> m) {
+    items_.push_back(register_module(std::to_string(items_.size()), std::move(m)));
+  }
+  size_t size() const { return items_.size(); }
+  M& operator[](size_t i) const { return *items_.at(i); }
+  const std::vector<std::shared_ptr<M>>& items() const { return items_; }
+
+ private:
+  std::vector<std::shared_ptr<M>> items_;
+};
+
+}  // namespace strata::models

@@ -1,0 +1,31 @@
+#include "optim/param_group.h"
+
+#include <algorithm>
+#include <cctype>
+
+namespace strata::optim {
+
+bool no_decay(const std::string& name, const Tensor& param) {
+  if (param.defined() && param.dim() <= 1) return true;
+  std::string lower = name;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return char(std::tolower(c)); });
+  if (lower.find("norm") != std::string::npos) return true;
+  const size_t dot = lower.rfind('.');
+  const std::string last = dot == std::string::npos ? lower : lower.substr(dot + 1);
+  return last == "bias" || (last.size() > 5 && last.ends_with("_bias"));
+}
+
+std::vector<ParamGroup> make_param_groups(const std::vector<NamedParam>& params, const Hyper& h) {
+  ParamGroup decayed{{}, h};
+  ParamGroup plain{{}, h};
+  plain.hyper.weight_decay = 0.0;
+  for (const NamedParam& np : params)
+    (no_decay(np.name, np.param) ? plain : decayed).params.push_back(np);
+  std::vector<ParamGroup> groups;
+  if (!decayed.params.empty()) groups.push_back(std::move(decayed));
+  if (!plain.params.empty()) groups.push_back(std::move(plain));
+  return groups;
+}
+
+}  // namespace strata::optim
