@@ -1,9 +1,9 @@
 // strata_bench_gemm: our GEMM kernels against OpenBLAS and the measured FMA peak, as JSON lines.
 // Every figure is the median of kReps timed runs after kWarmup untimed ones, timed alternately
 // with its reference (OpenBLAS sgemm for f32 rows, the same kernel's f32 sgemm for bf16 rows);
-// the FMA peak is measured in the same process per thread count. Rows read as ratios even on a
-// machine shared with other jobs. The openblas row compares OpenBLAS with itself (run-to-run
-// noise). Debian's OpenBLAS has no bf16 GEMM: its bf16 row widens to f32 first.
+// the FMA peak (with the row's thread count) is measured just before each row. Rows read as ratios
+// even on a machine shared with other jobs. The openblas row compares OpenBLAS with itself
+// (run-to-run noise). Debian's OpenBLAS has no bf16 GEMM: its bf16 row widens to f32 first.
 #include <cblas.h>
 #include <omp.h>
 
@@ -73,7 +73,6 @@ int main() {
   for (int threads : {1, 2}) {
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
-    const double peak = strata::bench::measure_fma_peak_gflops(false);
     for (const Shape& s : shapes) {
       std::vector<float> a(size_t(s.m * s.k)), b(size_t(s.k * s.n)), c(size_t(s.m * s.n));
       for (auto& x : a) x = dist(gen);
@@ -98,6 +97,7 @@ int main() {
 
       for (Kernel kk : kernels) {
         if (!kernel_available(kk)) continue;
+        const double peak = strata::bench::measure_fma_peak_gflops(false);
         const auto [t, t_ref] = paired_medians(f32_run(kk), f32_run(Kernel::OpenBlas));
         const double g = flop / t / 1e9, openblas = flop / t_ref / 1e9;
         std::printf(
@@ -111,6 +111,7 @@ int main() {
       // bf16 inputs, f32 accumulate/output, against f32 sgemm with the same kernel.
       for (Kernel kk : kernels) {
         if (!kernel_available(kk)) continue;
+        const double peak = strata::bench::measure_fma_peak_gflops(false);
         const auto [t16, t32] = paired_medians(bf16_run(kk), f32_run(kk));
         const double g16 = flop / t16 / 1e9, g32 = flop / t32 / 1e9;
         std::printf(

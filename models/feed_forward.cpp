@@ -21,10 +21,10 @@ Tensor FeedForward::forward(const Tensor& x) const {
   switch (cfg_.kind) {
     case FFNKind::Gelu: h = gelu(up_proj_->forward(x), cfg_.gelu_tanh); break;
     case FFNKind::GatedGelu:
-      h = gated(cfg_.gelu_tanh ? GatedAct::GeluTanh : GatedAct::GeluExact,
+      h = strata::gated(cfg_.gelu_tanh ? GatedAct::GeluTanh : GatedAct::GeluExact,
                 gate_proj_->forward(x), up_proj_->forward(x));
       break;
-    case FFNKind::SwiGLU: h = gated(GatedAct::Silu, gate_proj_->forward(x), up_proj_->forward(x)); break;
+    case FFNKind::SwiGLU: h = strata::gated(GatedAct::Silu, gate_proj_->forward(x), up_proj_->forward(x)); break;
   }
   return down_proj_->forward(h);
 }

@@ -30,7 +30,8 @@ Tensor& Module::register_parameter(const std::string& name, const Shape& shape, 
   for (const auto& [n, m] : children_)
     STRATA_CHECK(n != name, "Module::register_parameter: '", name,
                  "' is already a submodule of ", type_name_);
-  Tensor t = zeros(shape, dtype);
+  // Constant inits need no name, so they apply at once; random ones wait for init_parameters.
+  Tensor t = full(shape, init.kind == Init::Kind::Constant ? init.a : 0.0, dtype);
   t.set_requires_grad(true);
   params_.push_back(Param{name, t, init});
   return params_.back().tensor;

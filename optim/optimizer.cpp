@@ -20,10 +20,10 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups) : groups_(std::move(groups)
     STRATA_CHECK(g.hyper.lr >= 0, "optimizer: lr must be >= 0, got ", g.hyper.lr);
     STRATA_CHECK(g.hyper.weight_decay >= 0, "optimizer: weight_decay must be >= 0, got ",
                  g.hyper.weight_decay);
-    STRATA_CHECK(g.hyper.beta1 >= 0 && g.hyper.beta1 < 1, "optimizer: beta1 must be in [0, 1), got ",
-                 g.hyper.beta1);
-    STRATA_CHECK(g.hyper.beta2 >= 0 && g.hyper.beta2 < 1, "optimizer: beta2 must be in [0, 1), got ",
-                 g.hyper.beta2);
+    STRATA_CHECK(g.hyper.beta1 >= 0 && g.hyper.beta1 < 1,
+                 "optimizer: beta1 must be in [0, 1), got ", g.hyper.beta1);
+    STRATA_CHECK(g.hyper.beta2 >= 0 && g.hyper.beta2 < 1,
+                 "optimizer: beta2 must be in [0, 1), got ", g.hyper.beta2);
     STRATA_CHECK(g.hyper.eps >= 0, "optimizer: eps must be >= 0, got ", g.hyper.eps);
     for (const NamedParam& np : g.params) {
       STRATA_CHECK(np.param.defined(), "optimizer: parameter '", np.name, "' is undefined");

@@ -32,18 +32,24 @@ void for_chunks(int64_t n, F&& body) {
   }
 }
 
-inline float to_f(float x) { return x; }
-inline float to_f(bf16 x) { return float(x); }
-inline double to_f(double x) { return x; }
+inline float to_f(float x) {
+  return x;
+}
+inline float to_f(bf16 x) {
+  return float(x);
+}
+inline double to_f(double x) {
+  return x;
+}
 
 template <class S>
 inline S adam_element(S p, S g, S& m, S& v, const AdamScalars<S>& s) {
   p = p * s.pre_decay;
-  m = s.lerp_m ? m + s.w1 * (g - m) : s.b1 * m + s.w1 * g;
+  m = s.lerp_m ? std::fma(s.w1, g - m, m) : std::fma(g, s.w1, s.b1 * m);
   v = s.b2 * v + (s.w2 * g) * g;
   const S denom = std::sqrt(v) / s.denom_div + s.eps;
   p = p + (s.neg_step * m) / denom;
-  if (s.post_decay != S(0)) p = p + s.post_decay * p;
+  if (s.post_decay != S(0)) p = std::fma(p, s.post_decay, p);
   return p;
 }
 
@@ -71,12 +77,12 @@ __attribute__((target("avx2,fma"))) void adam_avx2_range(float* p, const float* 
     const __m256 vg = _mm256_loadu_ps(g + i);
     __m256 vm = _mm256_loadu_ps(m + i);
     __m256 vv = _mm256_loadu_ps(v + i);
-    vm = s.lerp_m ? _mm256_add_ps(vm, _mm256_mul_ps(w1, _mm256_sub_ps(vg, vm)))
-                  : _mm256_add_ps(_mm256_mul_ps(b1, vm), _mm256_mul_ps(w1, vg));
+    vm = s.lerp_m ? _mm256_fmadd_ps(w1, _mm256_sub_ps(vg, vm), vm)
+                  : _mm256_fmadd_ps(vg, w1, _mm256_mul_ps(b1, vm));
     vv = _mm256_add_ps(_mm256_mul_ps(b2, vv), _mm256_mul_ps(_mm256_mul_ps(w2, vg), vg));
     const __m256 den = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vv), dd), eps);
     vp = _mm256_add_ps(vp, _mm256_div_ps(_mm256_mul_ps(ns, vm), den));
-    if (do_post) vp = _mm256_add_ps(vp, _mm256_mul_ps(post, vp));
+    if (do_post) vp = _mm256_fmadd_ps(vp, post, vp);
     _mm256_storeu_ps(p + i, vp);
     _mm256_storeu_ps(m + i, vm);
     _mm256_storeu_ps(v + i, vv);
@@ -147,7 +153,9 @@ void adam_update_scalar(float* p, const float* g, float* m, float* v, int64_t n,
   for_chunks(n, [&](int64_t lo, int64_t hi) { adam_scalar_range(p, g, m, v, lo, hi, s); });
 }
 
-bool adam_update_avx2_available() { return use_avx2(); }
+bool adam_update_avx2_available() {
+  return use_avx2();
+}
 
 void adam_update_avx2(float* p, const float* g, float* m, float* v, int64_t n,
                       const AdamScalars<float>& s) {
@@ -178,12 +186,14 @@ void adam_update(bf16* p, const float* g, float* m, float* v, int64_t n,
 }
 
 double sum_squares_scalar(const float* x, int64_t n) {
-  return blocked_sum(x, n, [](const float* b, int64_t k) { return block_sum_squares_scalar(b, k); });
+  return blocked_sum(x, n,
+                     [](const float* b, int64_t k) { return block_sum_squares_scalar(b, k); });
 }
 
 double sum_squares(const float* x, int64_t n) {
   if (use_avx2())
-    return blocked_sum(x, n, [](const float* b, int64_t k) { return block_sum_squares_avx2(b, k); });
+    return blocked_sum(x, n,
+                       [](const float* b, int64_t k) { return block_sum_squares_avx2(b, k); });
   return sum_squares_scalar(x, n);
 }
 

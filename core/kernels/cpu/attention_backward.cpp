@@ -12,7 +12,6 @@
 // form a "group" whose members are processed by one task in fixed (b, h) order, so the sum over
 // the broadcast dimensions is race-free and deterministic.
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "core/kernels/cpu/attention_common.h"

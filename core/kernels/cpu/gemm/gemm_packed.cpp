@@ -72,27 +72,23 @@ void packed_gemm(const PackedKernel<T>& kern, bool ta, bool tb, int64_t m, int64
   threads = int(std::min<int64_t>(threads, m_tiles * n_tiles));
   const ThreadGrid grid = choose_grid(threads, m_tiles, n_tiles);
 
-  // The A block of a thread never exceeds its share of the rows.
+  // Work units are (block of mc rows, one of tn column ranges), handed out dynamically so a
+  // thread slowed by another process on its core does not hold the others at the barrier.
+  // Rows are cut so there are at least tm blocks; which thread runs a unit does not change
+  // its arithmetic.
   const int64_t mc_max = std::min(kern.mc, ceil_div(m_tiles, grid.tm) * mr);
+  const int64_t units = ceil_div(m, mc_max) * grid.tn;
   auto b_pack = aligned_buffer<T>(kc_max * nc_max);
   auto a_pack = aligned_buffer<T>(int64_t(threads) * mc_max * kc_max);
 
 #pragma omp parallel num_threads(threads)
   {
-    const int t = omp_get_thread_num();
-    const int ti = t / grid.tn, tj = t % grid.tn;
-    const int64_t mt0 = m_tiles * ti / grid.tm, mt1 = m_tiles * (ti + 1) / grid.tm;
-    const int64_t nt0 = n_tiles * tj / grid.tn, nt1 = n_tiles * (tj + 1) / grid.tn;
-    T* a_mine = a_pack.get() + int64_t(t) * mc_max * kc_max;
-    const int64_t mc_tiles = mc_max / mr;
+    T* a_mine = a_pack.get() + int64_t(omp_get_thread_num()) * mc_max * kc_max;
 
     for (int64_t jc = 0; jc < n; jc += kern.nc) {
       const int64_t nc = std::min(kern.nc, n - jc);
       const int64_t panels = ceil_div(nc, nr);
       const int64_t first_panel = jc / nr;
-      // This thread's micro-panels inside the current column block.
-      const int64_t q0 = std::max<int64_t>(nt0 - first_panel, 0);
-      const int64_t q1 = std::min<int64_t>(nt1 - first_panel, panels);
 
       for (int64_t pc = 0; pc < k; pc += kern.kc) {
         const int64_t kc = std::min(kern.kc, k - pc);
@@ -105,9 +101,15 @@ void packed_gemm(const PackedKernel<T>& kern, bool ta, bool tb, int64_t m, int64
                       b_pack.get() + q * nr * kc);
         }  // implicit barrier: B is packed before anyone reads it
 
-        for (int64_t it = mt0; q0 < q1 && it < mt1; it += mc_tiles) {
-          const int64_t i0 = it * mr;
-          const int64_t rows = std::min(std::min(it + mc_tiles, mt1) * mr, m) - i0;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t u = 0; u < units; ++u) {
+          const int64_t tj = u % grid.tn;
+          // This unit's micro-panels inside the current column block.
+          const int64_t q0 = std::max<int64_t>(n_tiles * tj / grid.tn - first_panel, 0);
+          const int64_t q1 = std::min<int64_t>(n_tiles * (tj + 1) / grid.tn - first_panel, panels);
+          if (q0 >= q1) continue;
+          const int64_t i0 = (u / grid.tn) * mc_max;
+          const int64_t rows = std::min(mc_max, m - i0);
           kern.pack_a(a, lda, ta, i0, rows, pc, kc, a_mine);
           for (int64_t q = q0; q < q1; ++q) {
             const int64_t j = jc + q * nr;
@@ -118,8 +120,7 @@ void packed_gemm(const PackedKernel<T>& kern, bool ta, bool tb, int64_t m, int64
                          c + (i0 + r * mr) * ldc + j, ldc, int(std::min(mr, rows - r * mr)), cols);
             }
           }
-        }
-#pragma omp barrier
+        }  // implicit barrier: everyone is done with B before it is repacked
       }
     }
   }
