@@ -70,11 +70,10 @@ class Module {
   void init_parameters(uint64_t seed);
 
  protected:
-  // Registers a new parameter of `shape` and returns a
-  // stable reference to its slot: the slot keeps its address when to() replaces the tensor.
-  // Constant inits are applied at once; random ones leave zeros until init_parameters (called
-  // on the root, since the full names are known only there). Returns a
-  // stable reference to its slot: the slot keeps its address when to() replaces the tensor.
+  // Registers a new parameter of `shape` and returns a stable reference to its slot: the slot
+  // keeps its address when to() replaces the tensor. Constant inits are applied at once; random
+  // ones leave zeros until init_parameters (called on the root, since the full names are known
+  // only there).
   Tensor& register_parameter(const std::string& name, const Shape& shape, Init init,
                              DType dtype = DType::f32);
   template <class M>

@@ -6,7 +6,7 @@ packages=(
   cmake ninja-build g++ ccache pkg-config
   libopenblas-dev libdnnl-dev
   libopenmpi-dev openmpi-bin libhdf5-openmpi-dev
-  libboost-program-options-dev libsentencepiece-dev
+  libboost-program-options-dev libsentencepiece-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev
 )
 missing=()

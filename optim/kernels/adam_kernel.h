@@ -3,15 +3,16 @@
 // caller. AdamW (PyTorch) and AdamWScale (nanoT5) are both instances of
 //
 //   p = p * pre_decay
-//   m = lerp_m ? m + w1 * (g - m) : b1 * m + w1 * g        (w1 = 1 - beta1)
+//   m = lerp_m ? fma(w1, g - m, m) : fma(g, w1, b1 * m)    (w1 = 1 - beta1)
 //   v = b2 * v + (w2 * g) * g                               (w2 = 1 - beta2)
 //   p = p + (neg_step * m) / (sqrt(v) / denom_div + eps)
-//   p = p + post_decay * p
+//   p = fma(p, post_decay, p)
 //
-// with the operation order of the reference implementations, so rounding follows them closely.
-// The element-wise loop is parallel over fixed chunks and has no reduction, so its result does not
-// depend on the thread count; the AVX2 and scalar paths give identical bits (no FMA contraction:
-// the library is built with -ffp-contract=off).
+// with the operation order of the reference implementations (the two FMAs are where ATen's
+// vectorised lerp and add-with-alpha fuse), so rounding follows them closely. The element-wise
+// loop is parallel over fixed chunks and has no reduction, so its result does not depend on the
+// thread count; the AVX2 and scalar paths give identical bits (explicit FMAs only: the library is
+// built with -ffp-contract=off).
 #include <cstdint>
 
 #include "core/bf16.h"

@@ -46,14 +46,27 @@ OptRun make_run(const io::H5File& f, const std::string& kase) {
   return r;
 }
 
-// Largest |ours - ref| / |ref| over the elements (|ref| floored at 1e-3: the parameters are O(1)).
-double max_rel_err(const Tensor& ours, const Tensor& ref) {
+struct Err {
+  double normwise = 0;  // max |ours - ref| / max |ref| over the tensor
+  double element = 0;   // max |ours - ref| / max(|ref|, 1e-3) per element
+};
+
+// The asserted figure is normwise: an element that crosses zero during the 10 steps keeps the
+// absolute rounding error of its earlier, larger values, so its own relative error is not a
+// meaningful bound (measured: up to ~4e-6 per element, all at |ref| < 0.01, i.e. ~1 ulp of the
+// tensor's scale).
+Err rel_err(const Tensor& ours, const Tensor& ref) {
   const auto a = ours.to(DType::f64).to_vector<double>();
   const auto b = ref.to(DType::f64).to_vector<double>();
-  double worst = 0.0;
-  for (size_t i = 0; i < a.size(); ++i)
-    worst = std::max(worst, std::abs(a[i] - b[i]) / std::max(std::abs(b[i]), 1e-3));
-  return worst;
+  double scale = 0.0, worst_abs = 0.0;
+  Err e;
+  for (size_t i = 0; i < a.size(); ++i) {
+    scale = std::max(scale, std::abs(b[i]));
+    worst_abs = std::max(worst_abs, std::abs(a[i] - b[i]));
+    e.element = std::max(e.element, std::abs(a[i] - b[i]) / std::max(std::abs(b[i]), 1e-3));
+  }
+  e.normwise = worst_abs / scale;
+  return e;
 }
 
 void check_case(const std::string& kase) {
@@ -62,7 +75,7 @@ void check_case(const std::string& kase) {
   const double max_norm = f.attr_double("/" + kase, "max_norm");
   std::vector<double> ref_norms;
   if (max_norm > 0) ref_norms = f.read("/" + kase + "/clip_norm").to_vector<double>();
-  double worst = 0.0;
+  Err worst;
   for (int k = 0; k < kSteps; ++k) {
     for (NamedParam& np : r.params)
       np.param.set_grad(f.read("/grads/" + std::to_string(k) + "/" + np.name).to(DType::f32));
@@ -73,14 +86,16 @@ void check_case(const std::string& kase) {
     r.opt->step();
     for (const NamedParam& np : r.params) {
       const Tensor ref = f.read("/" + kase + "/" + std::to_string(k) + "/" + np.name);
-      const double err = max_rel_err(np.param, ref);
-      worst = std::max(worst, err);
-      EXPECT_LE(err, 1e-6) << kase << " step " << k << " " << np.name;
+      const Err err = rel_err(np.param, ref);
+      worst.normwise = std::max(worst.normwise, err.normwise);
+      worst.element = std::max(worst.element, err.element);
+      EXPECT_LE(err.normwise, 1e-6) << kase << " step " << k << " " << np.name;
+      EXPECT_LE(err.element, 1e-5) << kase << " step " << k << " " << np.name;
     }
   }
   EXPECT_EQ(r.opt->step_count(), kSteps);
-  std::printf("[parity] %s: max relative error over %d steps = %.3g\n", kase.c_str(), kSteps,
-              worst);
+  std::printf("[parity] %s: over %d steps max normwise relative error %.3g, per element %.3g\n",
+              kase.c_str(), kSteps, worst.normwise, worst.element);
 }
 
 TEST(OptimParity, AdamWMatchesTorch) {
