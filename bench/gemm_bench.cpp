@@ -1,9 +1,9 @@
 // strata_bench_gemm: our GEMM kernels against OpenBLAS and the measured FMA peak, as JSON lines.
 // Every figure is the median of kReps timed runs after kWarmup untimed ones, timed alternately
 // with its reference (OpenBLAS sgemm for f32 rows, the same kernel's f32 sgemm for bf16 rows);
-// the FMA peak (with the row's thread count) is measured just before each row. Rows read as ratios
-// even on a machine shared with other jobs. The openblas row compares OpenBLAS with itself
-// (run-to-run noise). Debian's OpenBLAS has no bf16 GEMM: its bf16 row widens to f32 first.
+// the FMA peak, with the row's thread count, is measured just before each row. Rows thus read
+// as ratios even on a machine shared with other jobs. The openblas row compares OpenBLAS with
+// itself (run-to-run noise). Debian's OpenBLAS has no bf16 GEMM: its bf16 row widens to f32.
 #include <cblas.h>
 #include <omp.h>
 

@@ -11,15 +11,15 @@ AttentionConfig resolved(AttentionConfig c) {
   STRATA_CHECK(c.d_model > 0 && c.n_heads > 0, "MultiHeadAttention: d_model ", c.d_model,
                " and n_heads ", c.n_heads, " must be positive");
   if (c.n_kv_heads == 0) c.n_kv_heads = c.n_heads;
-  STRATA_CHECK(c.n_kv_heads > 0 && c.n_heads % c.n_kv_heads == 0,
-               "MultiHeadAttention: n_kv_heads ", c.n_kv_heads, " must divide n_heads ", c.n_heads);
+  STRATA_CHECK(c.n_kv_heads > 0 && c.n_heads % c.n_kv_heads == 0, "MultiHeadAttention: n_kv_heads ",
+               c.n_kv_heads, " must divide n_heads ", c.n_heads);
   if (c.head_dim == 0) {
     STRATA_CHECK(c.d_model % c.n_heads == 0, "MultiHeadAttention: d_model ", c.d_model,
                  " is not a multiple of n_heads ", c.n_heads, " (set head_dim explicitly)");
     c.head_dim = c.d_model / c.n_heads;
   }
-  STRATA_CHECK(!c.rope || c.head_dim % 2 == 0, "MultiHeadAttention: RoPE needs an even head_dim, got ",
-               c.head_dim);
+  STRATA_CHECK(!c.rope || c.head_dim % 2 == 0,
+               "MultiHeadAttention: RoPE needs an even head_dim, got ", c.head_dim);
   return c;
 }
 
@@ -28,10 +28,14 @@ AttentionConfig resolved(AttentionConfig c) {
 MultiHeadAttention::MultiHeadAttention(const AttentionConfig& cfg)
     : Module("MultiHeadAttention"), cfg_(resolved(cfg)) {
   const int64_t d = cfg_.d_model, dh = cfg_.head_dim;
-  q_proj_ = register_module("q_proj", std::make_shared<Linear>(d, cfg_.n_heads * dh, cfg_.bias, cfg_.init));
-  k_proj_ = register_module("k_proj", std::make_shared<Linear>(d, cfg_.n_kv_heads * dh, cfg_.bias, cfg_.init));
-  v_proj_ = register_module("v_proj", std::make_shared<Linear>(d, cfg_.n_kv_heads * dh, cfg_.bias, cfg_.init));
-  o_proj_ = register_module("o_proj", std::make_shared<Linear>(cfg_.n_heads * dh, d, cfg_.bias, cfg_.out_init));
+  q_proj_ = register_module("q_proj",
+                            std::make_shared<Linear>(d, cfg_.n_heads * dh, cfg_.bias, cfg_.init));
+  k_proj_ = register_module(
+      "k_proj", std::make_shared<Linear>(d, cfg_.n_kv_heads * dh, cfg_.bias, cfg_.init));
+  v_proj_ = register_module(
+      "v_proj", std::make_shared<Linear>(d, cfg_.n_kv_heads * dh, cfg_.bias, cfg_.init));
+  o_proj_ = register_module(
+      "o_proj", std::make_shared<Linear>(cfg_.n_heads * dh, d, cfg_.bias, cfg_.out_init));
 }
 
 MultiHeadAttention::QKV MultiHeadAttention::project(const Tensor& x, const Tensor& memory,

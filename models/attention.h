@@ -27,9 +27,9 @@ struct AttentionConfig {
 
 // Per-call inputs that are not parameters.
 struct AttentionContext {
-  Tensor memory;            // cross-attention: keys/values from this [B, Lk, d_model]
-  Tensor bias;              // additive, broadcastable to [B, H, Lq, Lk] (T5 relative positions)
-  Tensor key_padding_mask;  // bool [B, Lk], true = attend
+  Tensor memory;             // cross-attention: keys/values from this [B, Lk, d_model]
+  Tensor bias;               // additive, broadcastable to [B, H, Lq, Lk] (T5 relative positions)
+  Tensor key_padding_mask;   // bool [B, Lk], true = attend
   KVCache* cache = nullptr;  // incremental decoding: the new keys/values are appended to it
 };
 

@@ -12,8 +12,8 @@ void DecoderConfig::validate() const {
   STRATA_CHECK(n_layers > 0, "DecoderConfig: n_layers must be positive, got ", n_layers);
   STRATA_CHECK(n_heads > 0 && d_model % n_heads == 0, "DecoderConfig: n_heads ", n_heads,
                " must be positive and divide d_model ", d_model);
-  STRATA_CHECK(head_dim() % 2 == 0, "DecoderConfig: RoPE needs an even head dim, got d_model / n_heads = ",
-               head_dim());
+  STRATA_CHECK(head_dim() % 2 == 0,
+               "DecoderConfig: RoPE needs an even head dim, got d_model / n_heads = ", head_dim());
   STRATA_CHECK(n_kv_heads >= 0 && n_heads % kv_heads() == 0, "DecoderConfig: n_kv_heads ",
                n_kv_heads, " must divide n_heads ", n_heads);
   STRATA_CHECK(d_ff > 0, "DecoderConfig: d_ff must be positive, got ", d_ff);
@@ -74,15 +74,17 @@ Tensor DecoderBlock::forward(const Tensor& x, KVCache* cache, const RandomKey& d
 DecoderLM::DecoderLM(const DecoderConfig& cfg, uint64_t seed)
     : CausalLM("DecoderLM"), cfg_(cfg), seed_(seed) {
   cfg_.validate();
-  embed_ = register_module("embed", std::make_shared<Embedding>(cfg.vocab, cfg.d_model,
-                                                                Init::normal(cfg.init_std)));
+  embed_ = register_module(
+      "embed", std::make_shared<Embedding>(cfg.vocab, cfg.d_model, Init::normal(cfg.init_std)));
   layers_ = register_module("layers", std::make_shared<ModuleList<DecoderBlock>>());
-  for (int64_t i = 0; i < cfg.n_layers; ++i) layers_->push_back(std::make_shared<DecoderBlock>(cfg, i));
+  for (int64_t i = 0; i < cfg.n_layers; ++i)
+    layers_->push_back(std::make_shared<DecoderBlock>(cfg, i));
   norm_ = register_module("norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
   lm_head_ = register_module(
-      "lm_head", cfg.tie_embeddings
-                     ? std::make_shared<LMHead>(std::shared_ptr<const Embedding>(embed_))
-                     : std::make_shared<LMHead>(cfg.d_model, cfg.vocab, Init::normal(cfg.init_std)));
+      "lm_head",
+      cfg.tie_embeddings
+          ? std::make_shared<LMHead>(std::shared_ptr<const Embedding>(embed_))
+          : std::make_shared<LMHead>(cfg.d_model, cfg.vocab, Init::normal(cfg.init_std)));
   init_parameters(seed);
 }
 
@@ -101,7 +103,9 @@ Tensor DecoderLM::hidden(const Tensor& ids, ModelCache* cache) const {
   return norm_->forward(h);
 }
 
-Tensor DecoderLM::forward(const Tensor& ids) const { return lm_head_->forward(hidden(ids)); }
+Tensor DecoderLM::forward(const Tensor& ids) const {
+  return lm_head_->forward(hidden(ids));
+}
 
 Tensor DecoderLM::forward_step(const Tensor& ids, ModelCache& cache) const {
   return lm_head_->forward(hidden(ids, &cache));
@@ -110,9 +114,8 @@ Tensor DecoderLM::forward_step(const Tensor& ids, ModelCache& cache) const {
 ModelCache DecoderLM::make_cache(int64_t batch, int64_t capacity) const {
   ModelCache c;
   for (int64_t i = 0; i < cfg_.n_layers; ++i)
-    c.layers.push_back(std::make_unique<DenseKVCache>(batch, cfg_.kv_heads(), cfg_.head_dim(),
-                                                      capacity > 0 ? capacity : cfg_.max_seq,
-                                                      dtype()));
+    c.layers.push_back(std::make_unique<DenseKVCache>(
+        batch, cfg_.kv_heads(), cfg_.head_dim(), capacity > 0 ? capacity : cfg_.max_seq, dtype()));
   return c;
 }
 
@@ -138,13 +141,16 @@ int64_t DecoderLM::count_parameters(const DecoderConfig& c, bool include_embeddi
 
 double DecoderLM::flops_per_token(const DecoderConfig& c, int64_t seq_len) {
   const double d = double(c.d_model), dh = double(c.head_dim());
-  const double linear_per_layer = d * c.n_heads * dh + 2 * d * c.kv_heads() * dh +
-                                  c.n_heads * dh * d + 3 * d * c.d_ff;
+  const double linear_per_layer =
+      d * c.n_heads * dh + 2 * d * c.kv_heads() * dh + c.n_heads * dh * d + 3 * d * c.d_ff;
   const double n_matmul = c.n_layers * linear_per_layer + double(c.vocab) * d;
-  const double attention = 12.0 * c.n_layers * c.n_heads * dh * double(seq_len > 0 ? seq_len : c.max_seq);
+  const double attention =
+      12.0 * c.n_layers * c.n_heads * dh * double(seq_len > 0 ? seq_len : c.max_seq);
   return 6.0 * n_matmul + attention;
 }
 
-double DecoderLM::flops_per_token(int64_t seq_len) const { return flops_per_token(cfg_, seq_len); }
+double DecoderLM::flops_per_token(int64_t seq_len) const {
+  return flops_per_token(cfg_, seq_len);
+}
 
 }  // namespace strata::models

@@ -27,7 +27,7 @@ struct DecoderConfig {
   int64_t n_heads = 0;
   int64_t n_kv_heads = 0;  // 0: n_heads
   int64_t d_ff = 0;
-  int64_t max_seq = 0;     // default KV-cache capacity and the length flops_per_token assumes
+  int64_t max_seq = 0;  // default KV-cache capacity and the length flops_per_token assumes
   double rope_base = 10000.0;
   double norm_eps = 1e-5;
   bool tie_embeddings = false;

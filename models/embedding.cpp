@@ -14,6 +14,8 @@ Embedding::Embedding(int64_t num_embeddings, int64_t dim, Init init)
                num_embeddings, " x ", dim);
 }
 
-Tensor Embedding::forward(const Tensor& ids) const { return embedding(weight_, ids); }
+Tensor Embedding::forward(const Tensor& ids) const {
+  return embedding(weight_, ids);
+}
 
 }  // namespace strata::models

@@ -16,7 +16,8 @@ struct FeedForwardConfig {
   int64_t d_model = 0;
   int64_t d_ff = 0;
   FFNKind kind = FFNKind::SwiGLU;
-  bool gelu_tanh = false;  // GELU's tanh approximation (T5's gelu_new) instead of the exact erf form
+  bool gelu_tanh =
+      false;  // GELU's tanh approximation (T5's gelu_new) instead of the exact erf form
   bool bias = false;
   Init init = Init::normal(0.02);
   Init out_init = Init::normal(0.02);  // down_proj

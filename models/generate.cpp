@@ -13,8 +13,7 @@ namespace strata::models {
 
 int64_t pick_token(const std::vector<double>& logits, const GenerateOptions& opt, double u) {
   STRATA_CHECK(!logits.empty(), "generate: empty logits row");
-  if (opt.greedy)
-    return int64_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  if (opt.greedy) return int64_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
   STRATA_CHECK(opt.temperature > 0, "generate: temperature must be > 0 when sampling, got ",
                opt.temperature);
   STRATA_CHECK(opt.top_p > 0 && opt.top_p <= 1, "generate: top_p must be in (0, 1], got ",
@@ -29,7 +28,8 @@ int64_t pick_token(const std::vector<double>& logits, const GenerateOptions& opt
   const double top = logits[size_t(order[0])];
   std::vector<double> p(keep);
   double total = 0;
-  for (size_t i = 0; i < keep; ++i) total += p[i] = std::exp((logits[size_t(order[i])] - top) / opt.temperature);
+  for (size_t i = 0; i < keep; ++i)
+    total += p[i] = std::exp((logits[size_t(order[i])] - top) / opt.temperature);
   if (opt.top_p < 1) {
     double mass = 0;
     size_t n = 0;
@@ -95,7 +95,8 @@ Tensor generate(CausalLM& model, const Tensor& prompt, const GenerateOptions& op
       logits = model.forward_step(from_vector<int64_t>(ids, {B, cur - from}), cache);
     } else {
       std::vector<int64_t> ids;
-      for (int64_t b = 0; b < B; ++b) ids.insert(ids.end(), rows[size_t(b)].begin(), rows[size_t(b)].end());
+      for (int64_t b = 0; b < B; ++b)
+        ids.insert(ids.end(), rows[size_t(b)].begin(), rows[size_t(b)].end());
       logits = model.forward(from_vector<int64_t>(ids, {B, cur}));
     }
     const Tensor last = logits.select(1, logits.size(1) - 1).to(DType::f64).contiguous();

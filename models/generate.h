@@ -16,8 +16,8 @@ struct GenerateOptions {
   int64_t top_k = 0;         // 0: no top-k filter
   double top_p = 1.0;        // nucleus: smallest set of tokens with mass >= top_p; 1: off
   uint64_t seed = 0;
-  bool use_cache = true;     // false: recompute the whole sequence each step (the reference)
-  int64_t eos_id = -1;       // >= 0: a sequence that emitted it is padded with it afterwards
+  bool use_cache = true;  // false: recompute the whole sequence each step (the reference)
+  int64_t eos_id = -1;    // >= 0: a sequence that emitted it is padded with it afterwards
 };
 
 // prompt [B, L] integer ids (L >= 1) -> [B, L + max_new_tokens] (i64), prompt included.

@@ -30,7 +30,11 @@ void DenseKVCache::append(const Tensor& k, const Tensor& v) {
   length_ += t;
 }
 
-Tensor DenseKVCache::keys() const { return k_.narrow(2, 0, length_); }
-Tensor DenseKVCache::values() const { return v_.narrow(2, 0, length_); }
+Tensor DenseKVCache::keys() const {
+  return k_.narrow(2, 0, length_);
+}
+Tensor DenseKVCache::values() const {
+  return v_.narrow(2, 0, length_);
+}
 
 }  // namespace strata::models

@@ -10,6 +10,8 @@ LayerNorm::LayerNorm(int64_t dim, double eps, bool bias)
       weight_(register_parameter("weight", {dim}, Init::ones())),
       bias_(bias ? register_parameter("bias", {dim}, Init::zeros()) : no_bias_) {}
 
-Tensor LayerNorm::forward(const Tensor& x) const { return layer_norm(x, weight_, bias_, eps_); }
+Tensor LayerNorm::forward(const Tensor& x) const {
+  return layer_norm(x, weight_, bias_, eps_);
+}
 
 }  // namespace strata::models

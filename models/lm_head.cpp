@@ -13,6 +13,8 @@ LMHead::LMHead(std::shared_ptr<const Embedding> tied)
   STRATA_CHECK(tied_ != nullptr, "LMHead: tied to a null embedding");
 }
 
-Tensor LMHead::forward(const Tensor& h) const { return linear(h, weight()); }
+Tensor LMHead::forward(const Tensor& h) const {
+  return linear(h, weight());
+}
 
 }  // namespace strata::models

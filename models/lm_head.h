@@ -8,7 +8,7 @@ namespace strata::models {
 
 class LMHead : public Module {
  public:
-  LMHead(int64_t d_model, int64_t vocab, Init init);   // untied
+  LMHead(int64_t d_model, int64_t vocab, Init init);       // untied
   explicit LMHead(std::shared_ptr<const Embedding> tied);  // tied
   Tensor forward(const Tensor& h) const;
   bool tied() const { return tied_ != nullptr; }

@@ -28,8 +28,8 @@ Tensor& Module::register_parameter(const std::string& name, const Shape& shape, 
     STRATA_CHECK(p.name != name, "Module::register_parameter: '", name, "' registered twice in ",
                  type_name_);
   for (const auto& [n, m] : children_)
-    STRATA_CHECK(n != name, "Module::register_parameter: '", name,
-                 "' is already a submodule of ", type_name_);
+    STRATA_CHECK(n != name, "Module::register_parameter: '", name, "' is already a submodule of ",
+                 type_name_);
   // Constant inits need no name, so they apply at once; random ones wait for init_parameters.
   Tensor t = full(shape, init.kind == Init::Kind::Constant ? init.a : 0.0, dtype);
   t.set_requires_grad(true);
@@ -96,7 +96,9 @@ Module::Param* Module::find(const std::string& full_name) {
   return const_cast<Param*>(std::as_const(*this).find(full_name));
 }
 
-bool Module::has_parameter(const std::string& full_name) const { return find(full_name) != nullptr; }
+bool Module::has_parameter(const std::string& full_name) const {
+  return find(full_name) != nullptr;
+}
 
 namespace {
 
@@ -191,9 +193,15 @@ void Module::init_parameters(uint64_t seed) {
     const RandomKey key{seed, uint32_t(RngStream::Init), stable_name_hash(np.name), 0};
     Tensor v;
     switch (init.kind) {
-      case Init::Kind::Normal: v = randn(dst.shape(), key, draw, init.a, init.b); break;
-      case Init::Kind::Uniform: v = rand(dst.shape(), key, draw, init.a, init.b); break;
-      case Init::Kind::Constant: v = full(dst.shape(), init.a, draw); break;
+      case Init::Kind::Normal:
+        v = randn(dst.shape(), key, draw, init.a, init.b);
+        break;
+      case Init::Kind::Uniform:
+        v = rand(dst.shape(), key, draw, init.a, init.b);
+        break;
+      case Init::Kind::Constant:
+        v = full(dst.shape(), init.a, draw);
+        break;
     }
     dst.copy_(draw == dst.dtype() ? v : v.to(dst.dtype()));
   }

@@ -48,7 +48,8 @@ class Module {
   // The parameter with this full dotted name, or throws naming the nearest valid names.
   Tensor parameter(const std::string& full_name) const;
   bool has_parameter(const std::string& full_name) const;
-  // Copies `value` (converted to the parameter's dtype) into the named parameter; shapes must match.
+  // Copies `value` (converted to the parameter's dtype) into the named parameter; shapes must
+  // match.
   void load_parameter(const std::string& full_name, const Tensor& value);
 
   int64_t num_parameters() const;

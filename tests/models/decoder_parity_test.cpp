@@ -16,7 +16,8 @@ struct Result {
 };
 
 Result run_parity(DType dtype) {
-  auto f = io::H5File::open(std::string(STRATA_FIXTURE_DIR) + "/decoder.h5", io::H5File::Mode::Read);
+  auto f =
+      io::H5File::open(std::string(STRATA_FIXTURE_DIR) + "/decoder.h5", io::H5File::Mode::Read);
   DecoderConfig cfg;
   cfg.vocab = f.attr_int("/", "vocab");
   cfg.d_model = f.attr_int("/", "d_model");

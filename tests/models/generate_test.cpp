@@ -38,8 +38,12 @@ void check_cached_logits(DType dtype, double tol) {
   EXPECT_THROW(m.forward_step(ids.narrow(1, 0, 1), cache), Error);  // capacity 12 is full
 }
 
-TEST(GenerateTest, CachedLogitsEqualFullRecomputationF32) { check_cached_logits(DType::f32, 1e-5); }
-TEST(GenerateTest, CachedLogitsEqualFullRecomputationF64) { check_cached_logits(DType::f64, 1e-12); }
+TEST(GenerateTest, CachedLogitsEqualFullRecomputationF32) {
+  check_cached_logits(DType::f32, 1e-5);
+}
+TEST(GenerateTest, CachedLogitsEqualFullRecomputationF64) {
+  check_cached_logits(DType::f64, 1e-12);
+}
 
 TEST(GenerateTest, GreedyWithCacheEqualsWithout) {
   DecoderLM m(sharp_config(), 4);

@@ -169,7 +169,8 @@ TEST(ModuleTest, ErrorsNameTheParameter) {
     m.parameter("layers.0.atn.q_proj.weight");
     FAIL() << "no throw";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("layers.0.attn.q_proj.weight"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("layers.0.attn.q_proj.weight"), std::string::npos)
+        << e.what();
   }
   EXPECT_THROW(m.load_parameter("norm.weight", zeros({31})), Error);
   m.load_parameter("norm.weight", full({32}, 2.0, DType::f64));

@@ -46,7 +46,8 @@ inline bool bitwise_equal(const Tensor& a, const Tensor& b) {
 inline Tensor random_ids(int64_t B, int64_t L, int64_t vocab, uint64_t seed) {
   Tensor u = rand({B, L}, RandomKey{seed, uint32_t(RngStream::Test), 0, 0}, DType::f64);
   std::vector<int64_t> ids;
-  for (double v : u.to_vector<double>()) ids.push_back(std::min<int64_t>(int64_t(v * double(vocab)), vocab - 1));
+  for (double v : u.to_vector<double>())
+    ids.push_back(std::min<int64_t>(int64_t(v * double(vocab)), vocab - 1));
   return from_vector<int64_t>(ids, {B, L});
 }
 
