@@ -16,8 +16,8 @@
 #include <utility>
 #include <vector>
 
-#include "bench/fma_peak.h"
 #include "core/cpu_features.h"
+#include "core/fma_peak.h"
 #include "core/kernels/cpu/gemm/gemm.h"
 
 namespace {
@@ -97,7 +97,7 @@ int main() {
 
       for (Kernel kk : kernels) {
         if (!kernel_available(kk)) continue;
-        const double peak = strata::bench::measure_fma_peak_gflops(false);
+        const double peak = strata::measure_fma_peak_gflops(false);
         const auto [t, t_ref] = paired_medians(f32_run(kk), f32_run(Kernel::OpenBlas));
         const double g = flop / t / 1e9, openblas = flop / t_ref / 1e9;
         std::printf(
@@ -111,7 +111,7 @@ int main() {
       // bf16 inputs, f32 accumulate/output, against f32 sgemm with the same kernel.
       for (Kernel kk : kernels) {
         if (!kernel_available(kk)) continue;
-        const double peak = strata::bench::measure_fma_peak_gflops(false);
+        const double peak = strata::measure_fma_peak_gflops(false);
         const auto [t16, t32] = paired_medians(bf16_run(kk), f32_run(kk));
         const double g16 = flop / t16 / 1e9, g32 = flop / t32 / 1e9;
         std::printf(

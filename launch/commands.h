@@ -7,5 +7,8 @@ namespace strata::launch {
 
 Command make_prepare_command();
 Command make_tokenizer_command();
+Command make_inspect_command();
+Command make_train_command();
+Command make_generate_command();
 
 }  // namespace strata::launch

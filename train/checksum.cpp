@@ -6,16 +6,21 @@
 namespace strata::train {
 namespace {
 
+static_assert(std::endian::native == std::endian::little,
+              "mix64 reads little-endian words with memcpy; a big-endian host needs a byte swap");
+
 constexpr uint64_t kP1 = 0x9E3779B185EBCA87ull;
 constexpr uint64_t kP2 = 0xC2B2AE3D27D4EB4Full;
 
 uint64_t load_le64(const unsigned char* p) {
   uint64_t w = 0;
-  for (int i = 7; i >= 0; --i) w = (w << 8) | p[i];  // little-endian regardless of the host
+  std::memcpy(&w, p, 8);  // hosts are little-endian (x86-64, aarch64), as the format is
   return w;
 }
 
-uint64_t round(uint64_t lane, uint64_t word) { return std::rotl(lane + word * kP2, 31) * kP1; }
+uint64_t round(uint64_t lane, uint64_t word) {
+  return std::rotl(lane + word * kP2, 31) * kP1;
+}
 
 }  // namespace
 

@@ -412,6 +412,7 @@ TEST(AttentionKernels, BitwiseIndependentOfThreadCount) {
         const auto& x = one.*f;
         const auto& y = other->*f;
         ASSERT_EQ(x.size(), y.size());
+        if (x.empty()) continue;  // no bias, no dbias
         EXPECT_EQ(0, std::memcmp(x.data(), y.data(), x.size() * sizeof(float)));
       }
     }

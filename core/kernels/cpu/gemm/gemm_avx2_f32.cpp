@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
-#include <cstring>
 
 #include "core/kernels/cpu/gemm/gemm_backends.h"
 #include "core/kernels/cpu/gemm/gemm_packed.h"

@@ -78,30 +78,35 @@ void packed_gemm(const PackedKernel<T>& kern, bool ta, bool tb, int64_t m, int64
   // its arithmetic.
   const int64_t mc_max = std::min(kern.mc, ceil_div(m_tiles, grid.tm) * mr);
   const int64_t units = ceil_div(m, mc_max) * grid.tn;
-  auto b_pack = aligned_buffer<T>(kc_max * nc_max);
+  // Two B buffers: block s+1 is packed while slower threads may still read block s, so one
+  // barrier per k block suffices (the one ending the packing loop).
+  const int64_t b_size = kc_max * nc_max;
+  auto b_pack = aligned_buffer<T>(2 * b_size);
   auto a_pack = aligned_buffer<T>(int64_t(threads) * mc_max * kc_max);
 
 #pragma omp parallel num_threads(threads)
   {
     T* a_mine = a_pack.get() + int64_t(omp_get_thread_num()) * mc_max * kc_max;
+    int64_t step = 0;  // k blocks done so far, over all column blocks
 
     for (int64_t jc = 0; jc < n; jc += kern.nc) {
       const int64_t nc = std::min(kern.nc, n - jc);
       const int64_t panels = ceil_div(nc, nr);
       const int64_t first_panel = jc / nr;
 
-      for (int64_t pc = 0; pc < k; pc += kern.kc) {
+      for (int64_t pc = 0; pc < k; pc += kern.kc, ++step) {
         const int64_t kc = std::min(kern.kc, k - pc);
+        T* b_block = b_pack.get() + (step % 2) * b_size;
         // Later k blocks add onto what the first one wrote.
         const T beta_block = pc == 0 ? beta : T(1);
 
 #pragma omp for schedule(static)
         for (int64_t q = 0; q < panels; ++q) {
           kern.pack_b(b, ldb, tb, pc, kc, jc + q * nr, std::min(nr, nc - q * nr),
-                      b_pack.get() + q * nr * kc);
-        }  // implicit barrier: B is packed before anyone reads it
+                      b_block + q * nr * kc);
+        }  // implicit barrier: this B block is packed, and everyone is done with block step-1
 
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) nowait
         for (int64_t u = 0; u < units; ++u) {
           const int64_t tj = u % grid.tn;
           // This unit's micro-panels inside the current column block.
@@ -114,13 +119,13 @@ void packed_gemm(const PackedKernel<T>& kern, bool ta, bool tb, int64_t m, int64
           for (int64_t q = q0; q < q1; ++q) {
             const int64_t j = jc + q * nr;
             const int cols = int(std::min(nr, n - j));
-            const T* bp = b_pack.get() + q * nr * kc;
+            const T* bp = b_block + q * nr * kc;
             for (int64_t r = 0; r * mr < rows; ++r) {
               kern.micro(kc, a_mine + r * mr * kc, bp, alpha, beta_block,
                          c + (i0 + r * mr) * ldc + j, ldc, int(std::min(mr, rows - r * mr)), cols);
             }
           }
-        }  // implicit barrier: everyone is done with B before it is repacked
+        }
       }
     }
   }

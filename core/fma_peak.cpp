@@ -1,4 +1,4 @@
-#include "bench/fma_peak.h"
+#include "core/fma_peak.h"
 
 #include <immintrin.h>
 #include <omp.h>
@@ -7,7 +7,7 @@
 
 #include "core/cpu_features.h"
 
-namespace strata::bench {
+namespace strata {
 namespace {
 
 // 12 independent chains cover the FMA latency (4-5 cycles) times the 2 FMA pipes with room to
@@ -84,4 +84,4 @@ double measure_fma_peak_gflops(bool f64) {
   return best;
 }
 
-}  // namespace strata::bench
+}  // namespace strata

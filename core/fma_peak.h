@@ -1,7 +1,7 @@
 #pragma once
-// The machine's measured FMA throughput, the reference against which GEMM figures are read.
+// The machine's measured FMA throughput: the reference for GEMM figures and for MFU.
 
-namespace strata::bench {
+namespace strata {
 
 // GFLOP/s (2 flops per lane per FMA) of a loop of independent AVX2 FMAs, run in every OpenMP
 // thread at once (omp_get_max_threads()) and summed, so the figure for N threads is measured
@@ -9,4 +9,4 @@ namespace strata::bench {
 // Returns 0 when the CPU has no AVX2+FMA.
 double measure_fma_peak_gflops(bool f64);
 
-}  // namespace strata::bench
+}  // namespace strata
