@@ -20,7 +20,8 @@ namespace {
 // 2e-7; exactly 0 below -87 and for -inf, our "hidden" marker. Cheaper than a full-range exp: 2^n
 // comes from rounding with a magic constant whose low mantissa bits then hold n + 127, and
 // e^r, |r| <= ln2/2, is a degree-6 Taylor polynomial. Not NaN-preserving (no NaN reaches here
-// from finite inputs).
+// from finite inputs). Kept apart from vec_math.h's full-range avx2::exp8 on purpose: flushing to
+// 0 instead of producing subnormals keeps them out of the P.V and dS products that follow.
 STRATA_AVX2 inline __m256 exp8(__m256 x) {
   const __m256 lo = _mm256_set1_ps(-87.0f);
   const __m256 keep = _mm256_cmp_ps(x, lo, _CMP_GE_OQ);

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Decoder training throughput, Strata against PyTorch (newest in /opt/torch-venv, eager and
+# torch.compile; Debian's 1.13 under /usr/bin/python3), same model, shapes and thread counts.
+#   bench/run_decoder_bench.sh [BUILD_DIR] [extra flags for both, e.g. --steps 8]
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+build="${1:-$here/../build}"
+shift || true
+for threads in 1 2; do
+  "$build/bench/strata_bench_decoder" --threads "$threads" "$@"
+  if [[ -x /opt/torch-venv/bin/python ]]; then
+    /opt/torch-venv/bin/python "$here/torch_decoder_reference.py" --threads "$threads" "$@"
+    /opt/torch-venv/bin/python "$here/torch_decoder_reference.py" --threads "$threads" --compile "$@" 2>/dev/null ||
+      echo '{"bench": "decoder_train", "impl": "torch+compile", "error": "torch.compile failed"}'
+  fi
+  if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+    /usr/bin/python3 "$here/torch_decoder_reference.py" --threads "$threads" "$@"
+  fi
+done
