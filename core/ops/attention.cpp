@@ -5,6 +5,7 @@
 #include "core/autograd/node.h"
 #include "core/ops/factory.h"
 #include "core/ops/nn.h"
+#include "core/ops/reduce.h"
 #include "core/ops/shape.h"
 
 namespace strata {
@@ -60,15 +61,15 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attent
         Tensor dbias;
         Tensor bias_b = s[3].defined() ? broadcast_to(s[3], {B, H, Lq, Lk}) : Tensor();
         if (needs[3]) {
-          // The kernel sums over broadcast dims into a contiguous tensor of the bias's 4-D shape.
-          Shape b4 = bias_shape;
-          while (b4.size() < 4) b4.insert(b4.begin(), 1);
-          dbias = empty(b4, qs.dtype(), qs.device());
+          // The kernel sums over broadcast batch and head dims (stride 0) but writes every
+          // (query, key) pair; sum_to below folds broadcast query or key dims.
+          dbias = empty({bias_b.stride(0) == 0 ? 1 : B, bias_b.stride(1) == 0 ? 1 : H, Lq, Lk},
+                        qs.dtype(), qs.device());
         }
         backend_for(qs.device())
             .attention_backward(qs, ks, vs, bias_b, s[4], p, s[5], s[6], g[0].contiguous(), dq,
                                 dk, dv, dbias);
-        if (dbias.defined()) dbias = reshape(dbias, bias_shape);
+        if (dbias.defined()) dbias = sum_to(dbias, bias_shape);
         return {dq, dk, dv, dbias};
       });
   return out;

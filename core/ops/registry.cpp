@@ -268,6 +268,16 @@ std::vector<OpCase> build_cases() {
         o.key_padding_mask = in[4];
         return attention(in[0], in[1], in[2], o);
       });
+  add(c, "attention/bias_broadcast_rows",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({2, 2, 4, 4}, dt, s, 77), leaf({2, 2, 6, 4}, dt, s, 78), leaf({2, 2, 6, 4}, dt, s, 79),
+                leaf({2, 1, 1, 6}, dt, s, 80)};
+      },
+      [](const Inputs& in) {
+        AttentionOptions o;
+        o.bias = in[3];  // one bias per (batch, key): broadcast over heads and query rows
+        return attention(in[0], in[1], in[2], o);
+      });
   add(c, "recompute",
       [](DType dt, uint64_t s) -> Inputs { return {leaf({3, 4}, dt, s, 75), leaf({4, 2}, dt, s, 76)}; },
       [](const Inputs& in) {
