@@ -3,6 +3,7 @@
 // batch 16, vocab 8192). Prints one JSON line with tokens/s, MFU against the measured FMA peak,
 // the share of time spent in GEMM-heavy work, and peak memory (allocator and process RSS).
 //   strata_bench_decoder [--threads N] [--steps S] [--d_model D] [--layers L] [--seq T] [--batch B]
+//                        [--gemm auto|avx2|openblas|dnnl]
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -30,6 +31,10 @@ int main(int argc, char** argv) {
   int64_t seq = 128, batch = 16;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
+    if (a == "--gemm") {
+      Runtime::get().set_gemm_kernel(gemm::parse_kernel(argv[i + 1]));
+      continue;
+    }
     const long v = std::stol(argv[i + 1]);
     if (a == "--threads") threads = int(v);
     else if (a == "--steps") steps = int(v);
@@ -77,11 +82,12 @@ int main(int argc, char** argv) {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   std::printf(
-      "{\"bench\": \"decoder_train\", \"impl\": \"strata\", \"threads\": %d, \"d_model\": %lld, "
+      "{\"bench\": \"decoder_train\", \"impl\": \"strata\", \"gemm\": \"%s\", \"threads\": %d, \"d_model\": %lld, "
       "\"layers\": %lld, \"seq\": %lld, \"batch\": %lld, \"params\": %lld, \"step_ms\": %.1f, "
       "\"tokens_per_s\": %.0f, \"mflop_per_token\": %.2f, \"peak_gflops\": %.1f, \"mfu\": %.3f, "
       "\"allocator_peak_mib\": %.1f, \"max_rss_mib\": %.1f}\n",
-      threads, (long long)cfg.d_model, (long long)cfg.n_layers, (long long)seq, (long long)batch,
+      std::string(gemm::kernel_name(gemm::resolve(Runtime::get().gemm_kernel()))).c_str(), threads,
+      (long long)cfg.d_model, (long long)cfg.n_layers, (long long)seq, (long long)batch,
       (long long)model.num_parameters(), step_s * 1e3, tok_s, flops / 1e6, peak,
       tok_s * flops / (peak * 1e9),
       double(Runtime::get().memory_stats().peak_bytes) / (1 << 20), double(ru.ru_maxrss) / 1024);

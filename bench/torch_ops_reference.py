@@ -20,6 +20,13 @@ def rms_norm(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
+def sdpa(q, k, v, causal):
+    if hasattr(F, "scaled_dot_product_attention"):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    # torch 1.13 (Debian) only has the private form; it has the same semantics.
+    return F._scaled_dot_product_attention(q, k, v, None, 0.0, False, causal)[0]
+
+
 def bench(fn, leaves, warmup, reps):
     # Gradients are cleared outside the timed region so every run writes fresh .grad tensors
     # instead of accumulating into the previous ones.
@@ -80,10 +87,8 @@ def main():
 
     q, k, v = leaf(4, 12, 512, 64), leaf(4, 12, 512, 64), leaf(4, 12, 512, 64)
     dy_att = torch.randn(4, 12, 512, 64)
-    ops["attention"] = ([4, 12, 512, 64], lambda: F.scaled_dot_product_attention(
-        q, k, v, is_causal=False).backward(dy_att))
-    ops["attention_causal"] = ([4, 12, 512, 64], lambda: F.scaled_dot_product_attention(
-        q, k, v, is_causal=True).backward(dy_att))
+    ops["attention"] = ([4, 12, 512, 64], lambda: sdpa(q, k, v, False).backward(dy_att))
+    ops["attention_causal"] = ([4, 12, 512, 64], lambda: sdpa(q, k, v, True).backward(dy_att))
 
     for name, (shape, fn) in ops.items():
         if only and name not in only:
