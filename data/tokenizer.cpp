@@ -1,4 +1,5 @@
 #include "data/tokenizer.h"
+#include "data/tokenizer_backends.h"
 
 #include <charconv>
 #include <map>
@@ -9,12 +10,6 @@
 
 namespace strata::data {
 
-std::unique_ptr<Tokenizer> make_byte_tokenizer(const std::string& file_bytes);
-std::unique_ptr<Tokenizer> make_sentencepiece_tokenizer(const std::string& kind,
-                                                        const std::string& style, int32_t sentinels,
-                                                        std::string payload,
-                                                        const std::string& file_bytes,
-                                                        const std::string& what);
 
 namespace {
 constexpr std::string_view kMagic = "strata-tokenizer 1\n";

@@ -10,14 +10,10 @@
 #include "data/file_util.h"
 #include "data/hash.h"
 #include "data/tokenizer.h"
+#include "data/tokenizer_backends.h"
 
 namespace strata::data {
 
-std::unique_ptr<Tokenizer> make_sentencepiece_tokenizer(const std::string& kind,
-                                                        const std::string& style, int32_t sentinels,
-                                                        std::string payload,
-                                                        const std::string& file_bytes,
-                                                        const std::string& what);
 
 namespace {
 

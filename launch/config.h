@@ -11,7 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "core/text.h"
+
 namespace strata::launch {
+
+using strata::edit_distance;  // core/text.h: "did you mean" hints
+using strata::nearest;
 
 namespace po = boost::program_options;
 
@@ -44,10 +49,6 @@ struct Command {
   std::function<int(const Config&)> run;
 };
 
-// Levenshtein distance, for "did you mean" hints.
-size_t edit_distance(const std::string& a, const std::string& b);
-// The candidate nearest to `name`, or "" when none is plausibly a typo of it.
-std::string nearest(const std::string& name, const std::vector<std::string>& candidates);
 
 // Parses a command's arguments (those after the command name). Returns nullopt when --help or
 // --dump-config already answered (printed to `out`). Throws strata::Error for unknown or

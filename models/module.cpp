@@ -1,6 +1,8 @@
 // Module: parameter registry, name resolution, deterministic initialisation.
 #include "models/module.h"
 
+#include "core/text.h"
+
 #include <algorithm>
 #include <set>
 
@@ -100,32 +102,12 @@ bool Module::has_parameter(const std::string& full_name) const {
   return find(full_name) != nullptr;
 }
 
-namespace {
-
-// Edit distance, for "did you mean" hints on a misspelt name.
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
-}  // namespace
 
 Tensor Module::parameter(const std::string& full_name) const {
   if (const Param* p = find(full_name)) return p->tensor;
-  std::string nearest;
-  size_t best = SIZE_MAX;
-  for (const auto& [n, t] : named_parameters())
-    if (size_t d = edit_distance(n, full_name); d < best) best = d, nearest = n;
+  std::vector<std::string> names;
+  for (const auto& [n, t] : named_parameters()) names.push_back(n);
+  const std::string nearest = strata::nearest(full_name, names);
   STRATA_CHECK(false, type_name_, ": no parameter '", full_name, "'",
                nearest.empty() ? std::string() : "; nearest is '" + nearest + "'");
   return {};

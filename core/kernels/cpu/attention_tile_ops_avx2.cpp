@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "core/kernels/cpu/attention_tile_ops.h"
+#include "core/kernels/cpu/simd_avx2.h"
 
 #ifndef STRATA_AVX2
 #define STRATA_AVX2 __attribute__((target("avx2,fma")))
@@ -41,20 +42,6 @@ STRATA_AVX2 inline __m256 exp8(__m256 x) {
   // n + 127 lies in [1, 243]: shifting k's low bits into the exponent field builds 2^n.
   const __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(k), 23));
   return _mm256_and_ps(_mm256_mul_ps(p, scale), keep);
-}
-
-STRATA_AVX2 inline float hsum8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-STRATA_AVX2 inline float hmax8(__m256 v) {
-  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_max_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
 }
 
 // Lanes j0 + t with j0 + t < lim are all-ones.
@@ -205,7 +192,7 @@ STRATA_AVX2 void softmax_step_avx2(const ScoreBlock<float>& sb, float* m, float*
         store_part(s, j, n, x);
         vmax = _mm256_max_ps(vmax, x);
       }
-      m_new[rr] = std::max(m[r], hmax8(vmax));
+      m_new[rr] = std::max(m[r], avx2::hmax(vmax));
     }
     for (int rr = 0; rr < rows; ++rr) {
       float* s = sb.s + (r0 + rr) * n;
@@ -219,7 +206,7 @@ STRATA_AVX2 void softmax_step_avx2(const ScoreBlock<float>& sb, float* m, float*
         store_part(s, j, n, p);
         vsum = _mm256_add_ps(vsum, p);
       }
-      sum[rr] = hsum8(vsum);
+      sum[rr] = avx2::hsum(vsum);
     }
     for (int rr = 0; rr < rows; ++rr) {
       const int r = r0 + rr;
@@ -315,7 +302,7 @@ STRATA_AVX2 void add_avx2(float* dst, const float* src, int n) {
 STRATA_AVX2 float dot_avx2(const float* x, const float* y, int n) {
   __m256 acc = _mm256_setzero_ps();
   for (int j = 0; j < n; j += 8) acc = _mm256_fmadd_ps(load_part(x, j, n), load_part(y, j, n), acc);
-  return hsum8(acc);
+  return avx2::hsum(acc);
 }
 
 constexpr TileOps<float> kAvx2Ops{gemm_avx2,      softmax_step_avx2, probs_avx2, dscores_avx2,
