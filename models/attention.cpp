@@ -28,8 +28,8 @@ AttentionConfig resolved(AttentionConfig c) {
 MultiHeadAttention::MultiHeadAttention(const AttentionConfig& cfg)
     : Module("MultiHeadAttention"), cfg_(resolved(cfg)) {
   const int64_t d = cfg_.d_model, dh = cfg_.head_dim;
-  q_proj_ = register_module("q_proj",
-                            std::make_shared<Linear>(d, cfg_.n_heads * dh, cfg_.bias, cfg_.init));
+  q_proj_ = register_module("q_proj", std::make_shared<Linear>(d, cfg_.n_heads * dh, cfg_.bias,
+                                                               cfg_.q_init.value_or(cfg_.init)));
   k_proj_ = register_module(
       "k_proj", std::make_shared<Linear>(d, cfg_.n_kv_heads * dh, cfg_.bias, cfg_.init));
   v_proj_ = register_module(

@@ -5,6 +5,8 @@
 // The forward pass is split into project() (q/k/v projections and RoPE) and attend() (cache,
 // head expansion, fused attention, output projection), both virtual, so DMC/DMS retrofits can
 // override one stage (e.g. read the repurposed last channel before RoPE) and keep the other.
+#include <optional>
+
 #include "core/ops/nn.h"
 #include "models/kv_cache.h"
 #include "models/linear.h"
@@ -23,6 +25,8 @@ struct AttentionConfig {
   bool bias = false;    // biases on the four projections
   Init init = Init::normal(0.02);
   Init out_init = Init::normal(0.02);  // o_proj (GPT-2 style scaled inits go here)
+  // q_proj only, when it differs from `init` (T5 folds the 1/sqrt(d_kv) score scale into it).
+  std::optional<Init> q_init;
 };
 
 // Per-call inputs that are not parameters.

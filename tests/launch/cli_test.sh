@@ -5,6 +5,7 @@
 set -uo pipefail
 strata="$1"
 fixtures="$2"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 failures=0
@@ -54,6 +55,23 @@ expect dump-config 0 "shard_tokens = 999" -- \
 printf 'shard_tokns = 1\n' >"$tmp/bad.ini"
 expect ini-unknown 2 "unknown option '--shard_tokns'; did you mean '--shard_tokens'" -- \
   "$strata" prepare --config "$tmp/bad.ini"
+
+# strata train / generate / inspect: bad keys, bad values, missing files and data.
+expect train-unknown-key 2 "unknown option '--model.d_modl'; did you mean '--model.d_model'" -- \
+  "$strata" train --model.d_modl 3
+expect train-bad-value 2 "optim.lr" -- "$strata" train --optim.lr fast
+expect train-missing-config 2 "'$tmp/none.ini' does not exist" -- \
+  "$strata" train --config "$tmp/none.ini"
+printf '[model]\nd_model = 64\n[optim]\nlrr = 1\n' >"$tmp/t.ini"
+expect train-ini-unknown 2 "did you mean '--optim.lr'" -- "$strata" train --config "$tmp/t.ini"
+expect train-dump-config 0 "d_model = 64" -- \
+  "$strata" train --config "$REPO/configs/decoder-tiny.ini" --model.d_model 64 --dump-config
+expect train-no-data 1 "prepared data missing.*$tmp/nodata" -- \
+  "$strata" train --data.prepare never --data.train "$tmp/nodata" --run.dir "$tmp/run"
+expect train-no-corpus 1 "no corpus at '$tmp/nocorpus'" -- \
+  "$strata" train --data.corpus "$tmp/nocorpus" --data.train "$tmp/nodata" --run.dir "$tmp/run"
+expect generate-missing 1 "$tmp/nockpt" -- "$strata" generate --checkpoint "$tmp/nockpt" --prompt x
+expect inspect-missing 1 "$tmp/nockpt" -- "$strata" inspect "$tmp/nockpt"
 
 if ((failures)); then
   echo "$failures failure(s)"

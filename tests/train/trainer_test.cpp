@@ -154,7 +154,9 @@ TEST(Trainer, DivergenceStopsWithTheLastCheckpointIntact) {
   // Whatever was saved before the divergence still verifies.
   std::string warnings;
   auto latest = find_latest_checkpoint(o.run_dir, &warnings);
-  if (latest) EXPECT_NO_THROW(load_checkpoint(*latest));
+  if (latest) {
+    EXPECT_NO_THROW(load_checkpoint(*latest));
+  }
   EXPECT_TRUE(warnings.empty()) << warnings;
 }
 

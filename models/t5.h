@@ -1,0 +1,221 @@
+#pragma once
+// T5 v1.1 as trained by nanoT5 (ALGORITHMS.md 1.1): an encoder-decoder with one input embedding
+// shared by both stacks, pre-norm blocks with RMSNorm (eps 1e-6), unscaled attention (the
+// 1/sqrt(d_kv) lives in W_q's init) plus a learned relative position bias per stack
+// (bidirectional buckets in the encoder, causal in the decoder), cross-attention without a
+// position bias, a gated-GELU (tanh) feed-forward, final RMSNorms, an untied LM head without
+// logit scaling, and no biases anywhere. Parameter names:
+//   shared.weight                                     [vocab, d_model]
+//   encoder.layers.<i>.attn_norm.weight
+//   encoder.layers.<i>.attn.{q,k,v,o}_proj.weight
+//   encoder.layers.<i>.rel_bias.weight                [buckets, heads] (see share_position_bias)
+//   encoder.layers.<i>.ffn_norm.weight
+//   encoder.layers.<i>.ffn.{gate,up,down}_proj.weight (gate = HF wi_0, up = wi_1, down = wo)
+//   encoder.norm.weight
+//   decoder.layers.<i>.self_attn_norm.weight
+//   decoder.layers.<i>.self_attn.{q,k,v,o}_proj.weight
+//   decoder.layers.<i>.rel_bias.weight
+//   decoder.layers.<i>.cross_attn_norm.weight
+//   decoder.layers.<i>.cross_attn.{q,k,v,o}_proj.weight
+//   decoder.layers.<i>.ffn_norm.weight
+//   decoder.layers.<i>.ffn.{gate,up,down}_proj.weight
+//   decoder.norm.weight
+//   lm_head.weight                                    [vocab, d_model]
+#include <string>
+#include <vector>
+
+#include "core/random/philox.h"
+#include "models/attention.h"
+#include "models/embedding.h"
+#include "models/feed_forward.h"
+#include "models/kv_cache.h"
+#include "models/lm_head.h"
+#include "models/rms_norm.h"
+#include "models/t5_relative_bias.h"
+
+namespace strata::models {
+
+struct T5Config {
+  int64_t vocab = 32128;
+  int64_t d_model = 768;
+  int64_t d_kv = 64;  // per-head size; the attention width is n_heads * d_kv
+  int64_t n_heads = 12;
+  int64_t d_ff = 2048;
+  int64_t n_layers = 12;          // encoder blocks
+  int64_t n_decoder_layers = 0;   // 0: n_layers
+  double norm_eps = 1e-6;
+  int64_t relative_buckets = 32;
+  int64_t relative_max_distance = 128;
+  // true (nanoT5, HF): block 0 of each stack owns the relative bias table and every block of the
+  // stack reuses its bias. false (No Train No Gain): every block owns a table.
+  bool share_position_bias = true;
+  // Training only: on the embedding output, each sublayer output and the final norm output of
+  // both stacks (HF's sites except attention probabilities and the FFN's inner activation).
+  // nanoT5 trains with 0.
+  double dropout = 0.0;
+  int64_t decoder_start_id = 0;
+  int64_t pad_id = 0;
+  int64_t eos_id = 1;
+
+  int64_t inner_dim() const { return n_heads * d_kv; }
+  int64_t decoder_layers() const { return n_decoder_layers > 0 ? n_decoder_layers : n_layers; }
+  // Throws strata::Error naming the first bad field.
+  void validate() const;
+};
+
+// "t5-tiny" (tests, seconds per step), "t5-small" (minutes on 2 cores), "t5-base" (nanoT5's
+// t5-v1_1-base, 247,577,856 parameters). Throws for another name, listing these.
+T5Config t5_preset(const std::string& name);
+std::vector<std::string> t5_preset_names();
+
+class T5EncoderBlock : public Module {
+ public:
+  T5EncoderBlock(const T5Config& cfg, int64_t index, bool owns_bias);
+  // x [B, L, d]; bias [1, H, L, L]; mask bool [B, L] or undefined.
+  Tensor forward(const Tensor& x, const Tensor& bias, const Tensor& mask,
+                 const RandomKey& dropout_key) const;
+  const T5RelativeBias* rel_bias() const { return rel_bias_.get(); }  // null: uses block 0's
+  const MultiHeadAttention& attn() const { return *attn_; }
+
+ private:
+  double dropout_;
+  int64_t index_;
+  std::shared_ptr<RMSNorm> attn_norm_, ffn_norm_;
+  std::shared_ptr<MultiHeadAttention> attn_;
+  std::shared_ptr<T5RelativeBias> rel_bias_;
+  std::shared_ptr<FeedForward> ffn_;
+};
+
+// Cross-attention keys/values of one decoder block, projected once from the encoder output.
+struct T5CrossKV {
+  Tensor k, v;  // [B, H, Ls, d_kv]
+};
+
+class T5DecoderBlock : public Module {
+ public:
+  T5DecoderBlock(const T5Config& cfg, int64_t index, bool owns_bias);
+  // x [B, t, d]: the t newest decoder positions; self_bias [1, H, t, Lk]; memory [B, Ls, d] (the
+  // encoder output); memory_mask bool [B, Ls] or undefined. With a cache, self-attention appends
+  // to it and reads all cached positions, and `cross` (when given) replaces the projection of
+  // memory.
+  Tensor forward(const Tensor& x, const Tensor& self_bias, const Tensor& memory,
+                 const Tensor& memory_mask, KVCache* cache, const T5CrossKV* cross,
+                 const RandomKey& dropout_key) const;
+  T5CrossKV project_memory(const Tensor& memory) const;
+  const T5RelativeBias* rel_bias() const { return rel_bias_.get(); }
+  const MultiHeadAttention& self_attn() const { return *self_attn_; }
+  const MultiHeadAttention& cross_attn() const { return *cross_attn_; }
+
+ private:
+  double dropout_;
+  int64_t index_;
+  std::shared_ptr<RMSNorm> self_attn_norm_, cross_attn_norm_, ffn_norm_;
+  std::shared_ptr<MultiHeadAttention> self_attn_, cross_attn_;
+  std::shared_ptr<T5RelativeBias> rel_bias_;
+  std::shared_ptr<FeedForward> ffn_;
+};
+
+// A stack: blocks and the final norm; the embedding lives in T5Model.
+class T5Encoder : public Module {
+ public:
+  explicit T5Encoder(const T5Config& cfg);
+  Tensor forward(const Tensor& x, const Tensor& mask, const RandomKey& dropout_key) const;
+  const T5EncoderBlock& layer(int64_t i) const { return (*layers_)[size_t(i)]; }
+
+ private:
+  T5Config cfg_;
+  std::shared_ptr<ModuleList<T5EncoderBlock>> layers_;
+  std::shared_ptr<RMSNorm> norm_;
+};
+
+class T5Decoder : public Module {
+ public:
+  explicit T5Decoder(const T5Config& cfg);
+  // x [B, t, d] at decoder positions pos_offset .. pos_offset + t - 1. caches: one per block
+  // (or null); cross: one per block (or null: project memory).
+  Tensor forward(const Tensor& x, const Tensor& memory, const Tensor& memory_mask,
+                 ModelCache* caches, const std::vector<T5CrossKV>* cross,
+                 const RandomKey& dropout_key) const;
+  const T5DecoderBlock& layer(int64_t i) const { return (*layers_)[size_t(i)]; }
+
+ private:
+  T5Config cfg_;
+  std::shared_ptr<ModuleList<T5DecoderBlock>> layers_;
+  std::shared_ptr<RMSNorm> norm_;
+};
+
+// Incremental decoding state: the decoder's self-attention caches and the cross-attention
+// keys/values, computed once per encoder output.
+struct T5DecodeState {
+  ModelCache self;
+  std::vector<T5CrossKV> cross;
+  Tensor memory;       // encoder output [B, Ls, d]
+  Tensor memory_mask;  // bool [B, Ls] or undefined
+  int64_t positions() const { return self.positions(); }
+};
+
+struct T5GenerateOptions {
+  int64_t max_new_tokens = 32;
+  bool use_cache = true;    // false: recompute the whole decoder each step (the reference)
+  bool stop_at_eos = true;  // a sequence that emitted eos_id is padded with pad_id afterwards
+};
+
+class T5Model : public Module {
+ public:
+  // Builds the model and initialises it from `seed` with the inits of ALGORITHMS.md 1.1.
+  T5Model(const T5Config& cfg, uint64_t seed);
+
+  // Encoder: ids [B, Ls] (i32/i64), mask [B, Ls] (bool or integer, nonzero = real token;
+  // undefined = all real) -> hidden [B, Ls, d] after the final norm.
+  Tensor encode(const Tensor& input_ids, const Tensor& encoder_mask = {}) const;
+  // Decoder over a full target prefix: ids [B, Lt] -> logits [B, Lt, vocab].
+  Tensor decode(const Tensor& decoder_input_ids, const Tensor& encoder_out,
+                const Tensor& encoder_mask = {}) const;
+  // encode + decode.
+  Tensor forward(const Tensor& input_ids, const Tensor& decoder_input_ids,
+                 const Tensor& encoder_mask = {}) const;
+  // Mean cross-entropy over the targets: labels [B, Lt] (-100 ignored); the decoder reads the
+  // labels shifted right (shift_right).
+  Tensor loss(const Tensor& input_ids, const Tensor& labels,
+              const Tensor& encoder_mask = {}) const;
+  // [start, labels[:, :-1]] with -100 replaced by pad_id; i64.
+  static Tensor shift_right(const Tensor& labels, int64_t decoder_start_id, int64_t pad_id);
+
+  // Incremental decoding (inference only, no autograd history).
+  T5DecodeState start_decoding(const Tensor& encoder_out, const Tensor& encoder_mask,
+                               int64_t capacity) const;
+  // ids [B, t]: the t decoder tokens after state.positions() -> logits [B, t, vocab].
+  Tensor decode_step(const Tensor& ids, T5DecodeState& state) const;
+  // Greedy decoding: [B, 1 + n] i64 starting with decoder_start_id, n <= max_new_tokens (stops
+  // early once every sequence has emitted eos when stop_at_eos). Runs in eval mode without
+  // autograd (the model's mode is restored).
+  Tensor generate(const Tensor& input_ids, const Tensor& encoder_mask,
+                  const T5GenerateOptions& opt);
+
+  // Dropout masks are keyed by (seed, RngStream::Dropout | site << 8, step).
+  void set_step(uint64_t step) { step_ = step; }
+
+  // The closed form of docs/models.md; equals num_parameters() of a model built from cfg.
+  static int64_t count_parameters(const T5Config& cfg);
+  // Training FLOPs (forward + backward, PaLM convention as DecoderLM::flops_per_token) of one
+  // example with enc_len input and dec_len target tokens.
+  static double flops_per_example(const T5Config& cfg, int64_t enc_len, int64_t dec_len);
+
+  const T5Config& config() const { return cfg_; }
+  const T5Encoder& encoder() const { return *encoder_; }
+  const T5Decoder& decoder() const { return *decoder_; }
+
+ private:
+  RandomKey dropout_key(uint32_t stack) const;
+  Tensor bool_mask(const Tensor& encoder_mask, int64_t batch, int64_t len) const;
+
+  T5Config cfg_;
+  uint64_t seed_;
+  uint64_t step_ = 0;
+  std::shared_ptr<Embedding> shared_;
+  std::shared_ptr<T5Encoder> encoder_;
+  std::shared_ptr<T5Decoder> decoder_;
+  std::shared_ptr<LMHead> lm_head_;
+};
+
+}  // namespace strata::models
