@@ -1,5 +1,5 @@
 #pragma once
-// LayerNorm over the last dim, with an optional bias (crammed BERT runs without one).
+// LayerNorm over the last dim, with an optional bias (crammed BERT keeps it: torch.nn.LayerNorm).
 #include "models/module.h"
 
 namespace strata::models {

@@ -24,9 +24,10 @@ void T5Config::validate() const {
                "exact offset), got ",
                relative_max_distance);
   STRATA_CHECK(dropout >= 0 && dropout < 1, "T5Config: dropout must be in [0, 1), got ", dropout);
-  for (const auto& [name, id] : {std::pair<const char*, int64_t>{"decoder_start_id", decoder_start_id},
-                                 {"pad_id", pad_id},
-                                 {"eos_id", eos_id}})
+  for (const auto& [name, id] :
+       {std::pair<const char*, int64_t>{"decoder_start_id", decoder_start_id},
+        {"pad_id", pad_id},
+        {"eos_id", eos_id}})
     STRATA_CHECK(id >= 0 && id < vocab, "T5Config: ", name, " ", id, " is outside the vocab [0, ",
                  vocab, ")");
 }
@@ -125,8 +126,8 @@ void check_ids(const Tensor& ids, const char* what) {
 T5EncoderBlock::T5EncoderBlock(const T5Config& cfg, int64_t index, bool owns_bias)
     : Module("T5EncoderBlock"), dropout_(cfg.dropout), index_(index) {
   attn_norm_ = register_module("attn_norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
-  attn_ = register_module("attn",
-                          std::make_shared<MultiHeadAttention>(attention_config(cfg, false)));
+  attn_ =
+      register_module("attn", std::make_shared<MultiHeadAttention>(attention_config(cfg, false)));
   if (owns_bias) rel_bias_ = register_module("rel_bias", make_rel_bias(cfg, true));
   ffn_norm_ = register_module("ffn_norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
   ffn_ = register_module("ffn", std::make_shared<FeedForward>(ffn_config(cfg)));
@@ -138,8 +139,8 @@ Tensor T5EncoderBlock::forward(const Tensor& x, const Tensor& bias, const Tensor
   AttentionContext ctx;
   ctx.bias = bias;
   ctx.key_padding_mask = mask;
-  Tensor h = x + maybe_dropout(attn_->forward(attn_norm_->forward(x), ctx), dropout_,
-                               is_training(), at_site(key, site));
+  Tensor h = x + maybe_dropout(attn_->forward(attn_norm_->forward(x), ctx), dropout_, is_training(),
+                               at_site(key, site));
   return h + maybe_dropout(ffn_->forward(ffn_norm_->forward(h)), dropout_, is_training(),
                            at_site(key, site + 1));
 }
@@ -153,8 +154,8 @@ T5DecoderBlock::T5DecoderBlock(const T5Config& cfg, int64_t index, bool owns_bia
   if (owns_bias) rel_bias_ = register_module("rel_bias", make_rel_bias(cfg, false));
   cross_attn_norm_ =
       register_module("cross_attn_norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
-  cross_attn_ = register_module(
-      "cross_attn", std::make_shared<MultiHeadAttention>(attention_config(cfg, false)));
+  cross_attn_ = register_module("cross_attn",
+                                std::make_shared<MultiHeadAttention>(attention_config(cfg, false)));
   ffn_norm_ = register_module("ffn_norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
   ffn_ = register_module("ffn", std::make_shared<FeedForward>(ffn_config(cfg)));
 }
@@ -175,8 +176,8 @@ Tensor T5DecoderBlock::forward(const Tensor& x, const Tensor& self_bias, const T
   AttentionContext self_ctx;
   self_ctx.bias = self_bias;
   self_ctx.cache = cache;
-  Tensor h = x + maybe_dropout(self_attn_->forward(self_attn_norm_->forward(x), self_ctx),
-                               dropout_, is_training(), at_site(key, site));
+  Tensor h = x + maybe_dropout(self_attn_->forward(self_attn_norm_->forward(x), self_ctx), dropout_,
+                               is_training(), at_site(key, site));
 
   // Cross-attention: no position bias, the encoder's padding mask.
   const Tensor y = cross_attn_norm_->forward(h);
@@ -261,7 +262,8 @@ Tensor T5Decoder::forward(const Tensor& x, const Tensor& memory, const Tensor& m
 // ---------------------------------------------------------------------------------------------
 // Model
 
-T5Model::T5Model(const T5Config& cfg, uint64_t seed) : Module("T5Model"), cfg_(cfg), seed_(seed) {
+T5Model::T5Model(const T5Config& cfg, std::optional<uint64_t> seed)
+    : Module("T5Model"), cfg_(cfg), seed_(seed.value_or(0)) {
   cfg_.validate();
   shared_ = register_module("shared",
                             std::make_shared<Embedding>(cfg.vocab, cfg.d_model, Init::normal(1.0)));
@@ -270,7 +272,7 @@ T5Model::T5Model(const T5Config& cfg, uint64_t seed) : Module("T5Model"), cfg_(c
   // Untied (T5 v1.1), so no d_model^-0.5 rescaling of the decoder output either.
   lm_head_ = register_module("lm_head",
                              std::make_shared<LMHead>(cfg.d_model, cfg.vocab, Init::normal(1.0)));
-  init_parameters(seed);
+  if (seed) init_parameters(*seed);
 }
 
 RandomKey T5Model::dropout_key(uint32_t stack) const {
@@ -306,8 +308,8 @@ Tensor T5Model::decode(const Tensor& decoder_input_ids, const Tensor& encoder_ou
                decoder_input_ids.size(0), ", Ls, ", cfg_.d_model, "]");
   const Tensor mask = bool_mask(encoder_mask, encoder_out.size(0), encoder_out.size(1));
   const RandomKey key = dropout_key(1);
-  const Tensor h = maybe_dropout(shared_->forward(decoder_input_ids), cfg_.dropout,
-                                 is_training(), at_site(key, 0));
+  const Tensor h = maybe_dropout(shared_->forward(decoder_input_ids), cfg_.dropout, is_training(),
+                                 at_site(key, 0));
   return lm_head_->forward(decoder_->forward(h, encoder_out, mask, nullptr, nullptr, key));
 }
 
@@ -342,8 +344,7 @@ T5DecodeState T5Model::start_decoding(const Tensor& encoder_out, const Tensor& e
   STRATA_CHECK(encoder_out.dim() == 3 && encoder_out.size(2) == cfg_.d_model,
                "T5Model::start_decoding: encoder output ", shape_str(encoder_out.shape()),
                " must be [B, Ls, ", cfg_.d_model, "]");
-  STRATA_CHECK(capacity > 0, "T5Model::start_decoding: capacity must be positive, got ",
-               capacity);
+  STRATA_CHECK(capacity > 0, "T5Model::start_decoding: capacity must be positive, got ", capacity);
   NoGradGuard no_grad;
   const int64_t B = encoder_out.size(0);
   T5DecodeState s;

@@ -21,6 +21,7 @@
 //   decoder.layers.<i>.ffn.{gate,up,down}_proj.weight
 //   decoder.norm.weight
 //   lm_head.weight                                    [vocab, d_model]
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,8 +42,8 @@ struct T5Config {
   int64_t d_kv = 64;  // per-head size; the attention width is n_heads * d_kv
   int64_t n_heads = 12;
   int64_t d_ff = 2048;
-  int64_t n_layers = 12;          // encoder blocks
-  int64_t n_decoder_layers = 0;   // 0: n_layers
+  int64_t n_layers = 12;         // encoder blocks
+  int64_t n_decoder_layers = 0;  // 0: n_layers
   double norm_eps = 1e-6;
   int64_t relative_buckets = 32;
   int64_t relative_max_distance = 128;
@@ -162,8 +163,11 @@ struct T5GenerateOptions {
 
 class T5Model : public Module {
  public:
-  // Builds the model and initialises it from `seed` with the inits of ALGORITHMS.md 1.1.
-  T5Model(const T5Config& cfg, uint64_t seed);
+  // Builds the model and initialises it from `seed` with the inits of ALGORITHMS.md 1.1
+  // (Module::init_parameters). Without a seed the random inits are skipped (matrices stay zero,
+  // norm weights 1): for loading a checkpoint, or counting a large model's parameters cheaply;
+  // dropout then keys on seed 0.
+  T5Model(const T5Config& cfg, std::optional<uint64_t> seed);
 
   // Encoder: ids [B, Ls] (i32/i64), mask [B, Ls] (bool or integer, nonzero = real token;
   // undefined = all real) -> hidden [B, Ls, d] after the final norm.
@@ -176,8 +180,7 @@ class T5Model : public Module {
                  const Tensor& encoder_mask = {}) const;
   // Mean cross-entropy over the targets: labels [B, Lt] (-100 ignored); the decoder reads the
   // labels shifted right (shift_right).
-  Tensor loss(const Tensor& input_ids, const Tensor& labels,
-              const Tensor& encoder_mask = {}) const;
+  Tensor loss(const Tensor& input_ids, const Tensor& labels, const Tensor& encoder_mask = {}) const;
   // [start, labels[:, :-1]] with -100 replaced by pad_id; i64.
   static Tensor shift_right(const Tensor& labels, int64_t decoder_start_id, int64_t pad_id);
 
