@@ -237,7 +237,12 @@ TrainResult train_decoder(const TrainOptions& o, std::ostream& log) {
   const data::SampleSource valid_samples(valid_docs, objective->layout());
   const data::Permutation valid_order(uint64_t(valid_samples.size()), o.seed, false);
 
-  const double peak = o.peak_gflops > 0 ? o.peak_gflops : measure_fma_peak_gflops(false);
+  // Other processes can only make a measured peak too low, never too high, so the peak is the
+  // largest measurement so far: taken at start-up and again at every evaluation.
+  double peak = o.peak_gflops > 0 ? o.peak_gflops : measure_fma_peak_gflops(false);
+  auto remeasure_peak = [&] {
+    if (o.peak_gflops <= 0) peak = std::max(peak, measure_fma_peak_gflops(false));
+  };
   const double flops_per_token = model.flops_per_token(o.seq_len);
   MetricsLog metrics((run_dir / "metrics.jsonl").string());
   log << "decoder: " << model.num_parameters() << " parameters ("
@@ -319,6 +324,7 @@ TrainResult train_decoder(const TrainOptions& o, std::ostream& log) {
       window_tokens = 0;
     }
     if (last || (o.eval_every > 0 && step % o.eval_every == 0)) {
+      remeasure_peak();
       const Eval e = evaluate(model, valid_samples, *objective, valid_order, vlo, o.eval_batches);
       result.valid_loss = e.loss;
       result.valid_accuracy = e.accuracy;
