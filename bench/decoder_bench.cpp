@@ -21,6 +21,7 @@
 using namespace strata;
 
 int main(int argc, char** argv) {
+  prefer_passive_omp_wait(argv);
   int threads = 1, steps = 12;
   models::DecoderConfig cfg;
   cfg.vocab = 8192;

@@ -39,6 +39,7 @@ double median_ms(const std::function<void()>& fn, int warmup, int reps) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  prefer_passive_omp_wait(argv);
   int threads = 1, reps = 10, warmup = 3;
   std::set<std::string> only;
   for (int i = 1; i + 1 < argc; i += 2) {

@@ -3,6 +3,9 @@
 # torch.compile; Debian's 1.13 under /usr/bin/python3), same model, shapes and thread counts.
 #   bench/run_decoder_bench.sh [BUILD_DIR] [extra flags for both, e.g. --steps 8]
 set -euo pipefail
+# Every process, Strata and PyTorch alike, waits passively between parallel regions (see
+# prefer_passive_omp_wait in core/runtime.h); export another policy to compare.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 build="${1:-$here/../build}"
 shift || true

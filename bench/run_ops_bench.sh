@@ -2,6 +2,7 @@
 # Races Strata's tensor ops against PyTorch on the same shapes and thread counts, in one run.
 #   bench/run_ops_bench.sh [BUILD_DIR]   (PyTorch: /opt/torch-venv/bin/python, then /usr/bin/python3)
 set -euo pipefail
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"  # the same for Strata and PyTorch
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 build="${1:-$here/../build}"
 out=$(mktemp)

@@ -3,6 +3,9 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <sstream>
 
 #include "core/cpu_features.h"
@@ -40,6 +43,13 @@ std::string Runtime::describe() const {
   os << "threads=" << num_threads_ << " gemm=" << gemm::kernel_name(gemm::resolve(gemm_kernel_))
      << " cpu=" << cpu_features_string();
   return os.str();
+}
+
+void prefer_passive_omp_wait(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  setenv("OMP_WAIT_POLICY", "passive", 1);
+  execv("/proc/self/exe", argv);
+  // exec failed (no /proc, say): carry on with the policy libgomp already chose.
 }
 
 }  // namespace strata

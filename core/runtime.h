@@ -35,4 +35,12 @@ class Runtime {
   CachingCpuAllocator cpu_allocator_;
 };
 
+// Idle OpenMP threads that spin between parallel regions slow a training step down on machines
+// whose cores are shared or quota-limited (measured on the 2-vCPU development VMs: a decoder step
+// at 2 threads took 925 ms with libgomp's default spin-then-sleep and 571 ms with passive waiting).
+// libgomp reads OMP_WAIT_POLICY once, when it is loaded, so a program that wants passive waiting
+// must start with it set: this re-executes the program (argv as given, same pid) with
+// OMP_WAIT_POLICY=passive unless the environment already chooses a policy. Call it first in main.
+void prefer_passive_omp_wait(char** argv);
+
 }  // namespace strata

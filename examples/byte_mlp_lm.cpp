@@ -86,6 +86,7 @@ double validation_bits_per_byte(const Model& m, const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  prefer_passive_omp_wait(argv);
   try {
     if (argc < 2) {
       std::fprintf(stderr, "usage: %s CORPUS_DIR [steps]\n", argv[0]);
