@@ -37,12 +37,18 @@ int main(int argc, char** argv) {
       continue;
     }
     const long v = std::stol(argv[i + 1]);
-    if (a == "--threads") threads = int(v);
-    else if (a == "--steps") steps = int(v);
-    else if (a == "--d_model") cfg.d_model = v;
-    else if (a == "--layers") cfg.n_layers = v;
-    else if (a == "--seq") seq = v;
-    else if (a == "--batch") batch = v;
+    if (a == "--threads")
+      threads = int(v);
+    else if (a == "--steps")
+      steps = int(v);
+    else if (a == "--d_model")
+      cfg.d_model = v;
+    else if (a == "--layers")
+      cfg.n_layers = v;
+    else if (a == "--seq")
+      seq = v;
+    else if (a == "--batch")
+      batch = v;
     else {
       std::fprintf(stderr, "unknown flag %s\n", a.c_str());
       return 2;
@@ -83,14 +89,15 @@ int main(int argc, char** argv) {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   std::printf(
-      "{\"bench\": \"decoder_train\", \"impl\": \"strata\", \"gemm\": \"%s\", \"threads\": %d, \"d_model\": %lld, "
+      "{\"bench\": \"decoder_train\", \"impl\": \"strata\", \"gemm\": \"%s\", \"threads\": %d, "
+      "\"d_model\": %lld, "
       "\"layers\": %lld, \"seq\": %lld, \"batch\": %lld, \"params\": %lld, \"step_ms\": %.1f, "
       "\"tokens_per_s\": %.0f, \"mflop_per_token\": %.2f, \"peak_gflops\": %.1f, \"mfu\": %.3f, "
       "\"allocator_peak_mib\": %.1f, \"max_rss_mib\": %.1f}\n",
       std::string(gemm::kernel_name(gemm::resolve(Runtime::get().gemm_kernel()))).c_str(), threads,
       (long long)cfg.d_model, (long long)cfg.n_layers, (long long)seq, (long long)batch,
       (long long)model.num_parameters(), step_s * 1e3, tok_s, flops / 1e6, peak,
-      tok_s * flops / (peak * 1e9),
-      double(Runtime::get().memory_stats().peak_bytes) / (1 << 20), double(ru.ru_maxrss) / 1024);
+      tok_s * flops / (peak * 1e9), double(Runtime::get().memory_stats().peak_bytes) / (1 << 20),
+      double(ru.ru_maxrss) / 1024);
   return 0;
 }

@@ -34,7 +34,8 @@ double median_ms(const std::function<void()>& fn, const std::vector<Tensor>& lea
     for (Tensor leaf : leaves) leaf.set_grad({});
     const auto a = std::chrono::steady_clock::now();
     fn();
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
+    t.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
   }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
@@ -48,8 +49,10 @@ int main(int argc, char** argv) {
   std::set<std::string> only;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
-    if (a == "--threads") threads = std::stoi(v);
-    else if (a == "--reps") reps = std::stoi(v);
+    if (a == "--threads")
+      threads = std::stoi(v);
+    else if (a == "--reps")
+      reps = std::stoi(v);
     else if (a == "--only") {
       std::stringstream ss(v);
       for (std::string s; std::getline(ss, s, ',');) only.insert(s);
@@ -72,31 +75,45 @@ int main(int argc, char** argv) {
 
   Tensor x_ln = leaf({4096, 768}, 3), w_ln = leaf({768}, 4), b_ln = leaf({768}, 5);
   Tensor dy_ln = leaf({4096, 768}, 6).detach();
-  ops.push_back({"layer_norm", {{4096, 768}, [&] { layer_norm(x_ln, w_ln, b_ln, 1e-5).backward(dy_ln); }, {x_ln, w_ln, b_ln}}});
+  ops.push_back({"layer_norm",
+                 {{4096, 768},
+                  [&] { layer_norm(x_ln, w_ln, b_ln, 1e-5).backward(dy_ln); },
+                  {x_ln, w_ln, b_ln}}});
   Tensor x_rms = leaf({4096, 768}, 7), w_rms = leaf({768}, 8);
-  ops.push_back({"rms_norm", {{4096, 768}, [&] { rms_norm(x_rms, w_rms, 1e-6).backward(dy_ln); }, {x_rms, w_rms}}});
+  ops.push_back(
+      {"rms_norm",
+       {{4096, 768}, [&] { rms_norm(x_rms, w_rms, 1e-6).backward(dy_ln); }, {x_rms, w_rms}}});
 
   Tensor x_gelu = leaf({4096, 3072}, 9), dy_gelu = leaf({4096, 3072}, 10).detach();
-  ops.push_back({"gelu_tanh", {{4096, 3072}, [&] { gelu(x_gelu, true).backward(dy_gelu); }, {x_gelu}}});
+  ops.push_back(
+      {"gelu_tanh", {{4096, 3072}, [&] { gelu(x_gelu, true).backward(dy_gelu); }, {x_gelu}}});
 
   Tensor logits = leaf({2048, 32128}, 11, 3.0);
   std::vector<int64_t> tv(2048);
-  for (int64_t i = 0; i < 2048; ++i) tv[i] = i % 10 == 0 ? -100 : int64_t(Philox(1, RngStream::Test, 0).bits(i) % 32128);
+  for (int64_t i = 0; i < 2048; ++i)
+    tv[i] = i % 10 == 0 ? -100 : int64_t(Philox(1, RngStream::Test, 0).bits(i) % 32128);
   Tensor target = from_vector(tv, {2048});
-  ops.push_back({"cross_entropy", {{2048, 32128}, [&] { cross_entropy(logits, target).backward(); }, {logits}}});
+  ops.push_back({"cross_entropy",
+                 {{2048, 32128}, [&] { cross_entropy(logits, target).backward(); }, {logits}}});
 
-  Tensor q = leaf({4, 12, 512, 64}, 12), k = leaf({4, 12, 512, 64}, 13), v = leaf({4, 12, 512, 64}, 14);
+  Tensor q = leaf({4, 12, 512, 64}, 12), k = leaf({4, 12, 512, 64}, 13),
+         v = leaf({4, 12, 512, 64}, 14);
   Tensor dy_att = leaf({4, 12, 512, 64}, 15).detach();
-  ops.push_back({"attention", {{4, 12, 512, 64}, [&] { attention(q, k, v).backward(dy_att); }, {q, k, v}}});
+  ops.push_back(
+      {"attention", {{4, 12, 512, 64}, [&] { attention(q, k, v).backward(dy_att); }, {q, k, v}}});
   AttentionOptions causal;
   causal.causal = true;
-  ops.push_back({"attention_causal", {{4, 12, 512, 64}, [&] { attention(q, k, v, causal).backward(dy_att); }, {q, k, v}}});
+  ops.push_back(
+      {"attention_causal",
+       {{4, 12, 512, 64}, [&] { attention(q, k, v, causal).backward(dy_att); }, {q, k, v}}});
 
   for (auto& [name, op] : ops) {
     if (!only.empty() && !only.count(name)) continue;
     const double ms = median_ms(op.run, op.leaves, warmup, reps);
-    std::printf("{\"bench\": \"op\", \"op\": \"%s\", \"impl\": \"strata\", \"threads\": %d, \"ms\": %.3f, \"shape\": %s, \"pass\": \"fwd+bwd\"}\n",
-                name.c_str(), threads, ms, shape_str(op.shape).c_str());
+    std::printf(
+        "{\"bench\": \"op\", \"op\": \"%s\", \"impl\": \"strata\", \"threads\": %d, \"ms\": %.3f, "
+        "\"shape\": %s, \"pass\": \"fwd+bwd\"}\n",
+        name.c_str(), threads, ms, shape_str(op.shape).c_str());
     std::fflush(stdout);
   }
   return 0;

@@ -74,6 +74,8 @@ void CachingCpuAllocator::empty_cache() {
   free_.clear();
 }
 
-CachingCpuAllocator::~CachingCpuAllocator() { empty_cache(); }
+CachingCpuAllocator::~CachingCpuAllocator() {
+  empty_cache();
+}
 
 }  // namespace strata

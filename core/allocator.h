@@ -13,12 +13,12 @@
 namespace strata {
 
 struct MemoryStats {
-  int64_t current_bytes = 0;    // handed out to tensors now
-  int64_t peak_bytes = 0;       // maximum of current_bytes since the last reset
-  int64_t cached_bytes = 0;     // freed by tensors, kept for reuse
-  int64_t reserved_bytes = 0;   // current + cached: what the process holds from the system
-  int64_t allocations = 0;      // requests served
-  int64_t cache_hits = 0;       // requests served from the cache
+  int64_t current_bytes = 0;   // handed out to tensors now
+  int64_t peak_bytes = 0;      // maximum of current_bytes since the last reset
+  int64_t cached_bytes = 0;    // freed by tensors, kept for reuse
+  int64_t reserved_bytes = 0;  // current + cached: what the process holds from the system
+  int64_t allocations = 0;     // requests served
+  int64_t cache_hits = 0;      // requests served from the cache
 };
 
 class Allocator {

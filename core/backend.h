@@ -12,17 +12,43 @@
 namespace strata {
 
 enum class UnaryOp : uint8_t {
-  Neg, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, GeluExact, GeluTanh, Silu, Abs, LogSigmoid,
+  Neg,
+  Exp,
+  Log,
+  Sqrt,
+  Rsqrt,
+  Tanh,
+  Sigmoid,
+  Relu,
+  GeluExact,
+  GeluTanh,
+  Silu,
+  Abs,
+  LogSigmoid,
   Pow,     // x^a
   Clamp,   // min(max(x, a), b)
   Affine,  // a*x + b
-  Reciprocal, Sin, Cos, Square,
+  Reciprocal,
+  Sin,
+  Cos,
+  Square,
 };
 
 enum class BinaryOp : uint8_t {
-  Add, Sub, Mul, Div, Maximum, Minimum,
-  Eq, Ne, Lt, Le, Gt, Ge,   // produce bool
-  LogicalAnd, LogicalOr,    // bool inputs
+  Add,
+  Sub,
+  Mul,
+  Div,
+  Maximum,
+  Minimum,
+  Eq,
+  Ne,
+  Lt,
+  Le,
+  Gt,
+  Ge,  // produce bool
+  LogicalAnd,
+  LogicalOr,  // bool inputs
 };
 
 enum class ReduceOp : uint8_t { Sum, Mean, Max, Min };
@@ -89,8 +115,7 @@ class Backend {
 
   // Fused row kernels over the last dim of contiguous tensors.
   virtual void softmax(const Tensor& x, const Tensor& y, bool log) = 0;
-  virtual void softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx,
-                                bool log) = 0;
+  virtual void softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx, bool log) = 0;
   virtual void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, double eps,
                           const Tensor& y, const Tensor& mean, const Tensor& rstd) = 0;
   virtual void layer_norm_backward(const Tensor& x, const Tensor& w, const Tensor& mean,
@@ -102,9 +127,8 @@ class Backend {
                                  const Tensor& dy, const Tensor& dx, const Tensor& dw) = 0;
   virtual void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index,
                              double smoothing, const Tensor& loss, const Tensor& lse) = 0;
-  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& target,
-                                      const Tensor& lse, const Tensor& dloss,
-                                      int64_t ignore_index, double smoothing,
+  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse,
+                                      const Tensor& dloss, int64_t ignore_index, double smoothing,
                                       const Tensor& dlogits) = 0;
 
   // y = x * keep / (1 - p) with keep(i) = uniform(key, i) >= p; also serves backward.

@@ -15,16 +15,36 @@ enum class DType : uint8_t { f32, f64, bf16, i32, i64, b8 };
 std::string_view dtype_name(DType t);
 DType parse_dtype(std::string_view name);
 size_t dtype_size(DType t);
-inline bool is_floating(DType t) { return t == DType::f32 || t == DType::f64 || t == DType::bf16; }
+inline bool is_floating(DType t) {
+  return t == DType::f32 || t == DType::f64 || t == DType::bf16;
+}
 
 template <class T>
 constexpr DType dtype_of();
-template <> constexpr DType dtype_of<float>() { return DType::f32; }
-template <> constexpr DType dtype_of<double>() { return DType::f64; }
-template <> constexpr DType dtype_of<bf16>() { return DType::bf16; }
-template <> constexpr DType dtype_of<int32_t>() { return DType::i32; }
-template <> constexpr DType dtype_of<int64_t>() { return DType::i64; }
-template <> constexpr DType dtype_of<bool>() { return DType::b8; }
+template <>
+constexpr DType dtype_of<float>() {
+  return DType::f32;
+}
+template <>
+constexpr DType dtype_of<double>() {
+  return DType::f64;
+}
+template <>
+constexpr DType dtype_of<bf16>() {
+  return DType::bf16;
+}
+template <>
+constexpr DType dtype_of<int32_t>() {
+  return DType::i32;
+}
+template <>
+constexpr DType dtype_of<int64_t>() {
+  return DType::i64;
+}
+template <>
+constexpr DType dtype_of<bool>() {
+  return DType::b8;
+}
 
 // Arithmetic type used to compute on a stored type: bf16 computes in f32.
 template <class T>
@@ -34,10 +54,14 @@ using compute_t = std::conditional_t<std::is_same_v<T, bf16>, float, T>;
 template <class Fn>
 decltype(auto) dispatch_floating(DType t, std::string_view op, Fn&& fn) {
   switch (t) {
-    case DType::f32: return fn.template operator()<float>();
-    case DType::f64: return fn.template operator()<double>();
-    case DType::bf16: return fn.template operator()<bf16>();
-    default: STRATA_FAIL(op, ": expected a floating dtype (f32, f64, bf16), got ", dtype_name(t));
+    case DType::f32:
+      return fn.template operator()<float>();
+    case DType::f64:
+      return fn.template operator()<double>();
+    case DType::bf16:
+      return fn.template operator()<bf16>();
+    default:
+      STRATA_FAIL(op, ": expected a floating dtype (f32, f64, bf16), got ", dtype_name(t));
   }
 }
 
@@ -45,12 +69,18 @@ decltype(auto) dispatch_floating(DType t, std::string_view op, Fn&& fn) {
 template <class Fn>
 decltype(auto) dispatch_all(DType t, std::string_view op, Fn&& fn) {
   switch (t) {
-    case DType::f32: return fn.template operator()<float>();
-    case DType::f64: return fn.template operator()<double>();
-    case DType::bf16: return fn.template operator()<bf16>();
-    case DType::i32: return fn.template operator()<int32_t>();
-    case DType::i64: return fn.template operator()<int64_t>();
-    case DType::b8: return fn.template operator()<bool>();
+    case DType::f32:
+      return fn.template operator()<float>();
+    case DType::f64:
+      return fn.template operator()<double>();
+    case DType::bf16:
+      return fn.template operator()<bf16>();
+    case DType::i32:
+      return fn.template operator()<int32_t>();
+    case DType::i64:
+      return fn.template operator()<int64_t>();
+    case DType::b8:
+      return fn.template operator()<bool>();
   }
   STRATA_FAIL(op, ": unknown dtype");
 }

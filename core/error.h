@@ -24,8 +24,8 @@ std::string concat(const Args&... args) {
 }  // namespace strata
 
 // STRATA_CHECK(cond, "op: got ", x, ", expected ", y) throws strata::Error when cond is false.
-#define STRATA_CHECK(cond, ...)                                        \
-  do {                                                                 \
+#define STRATA_CHECK(cond, ...)                                                \
+  do {                                                                         \
     if (!(cond)) throw ::strata::Error(::strata::detail::concat(__VA_ARGS__)); \
   } while (0)
 

@@ -18,7 +18,9 @@ Runtime& Runtime::get() {
   return runtime;
 }
 
-Runtime::Runtime() { set_num_threads(omp_get_max_threads()); }
+Runtime::Runtime() {
+  set_num_threads(omp_get_max_threads());
+}
 
 void Runtime::set_num_threads(int n) {
   STRATA_CHECK(n >= 1, "set_num_threads: need at least one thread, got ", n);

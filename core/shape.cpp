@@ -31,7 +31,8 @@ std::string shape_str(std::span<const int64_t> shape) {
   return os.str();
 }
 
-Shape broadcast_shapes(std::span<const int64_t> a, std::span<const int64_t> b, std::string_view op) {
+Shape broadcast_shapes(std::span<const int64_t> a, std::span<const int64_t> b,
+                       std::string_view op) {
   const size_t n = std::max(a.size(), b.size());
   Shape out(n);
   for (size_t i = 0; i < n; ++i) {

@@ -20,6 +20,7 @@ Shape broadcast_shapes(std::span<const int64_t> a, std::span<const int64_t> b, s
 int64_t wrap_dim(int64_t dim, int64_t rank, std::string_view op);
 
 // Sorted, de-duplicated, wrapped dims; empty input means all dims.
-std::vector<int64_t> normalize_dims(std::span<const int64_t> dims, int64_t rank, std::string_view op);
+std::vector<int64_t> normalize_dims(std::span<const int64_t> dims, int64_t rank,
+                                    std::string_view op);
 
 }  // namespace strata

@@ -14,8 +14,7 @@
 namespace strata {
 
 Tensor Tensor::empty(Shape shape, DType dtype, Device device) {
-  for (int64_t s : shape)
-    STRATA_CHECK(s >= 0, "empty: negative size in shape ", shape_str(shape));
+  for (int64_t s : shape) STRATA_CHECK(s >= 0, "empty: negative size in shape ", shape_str(shape));
   auto impl = std::make_shared<TensorImpl>();
   const size_t nbytes = size_t(strata::numel(shape)) * dtype_size(dtype);
   impl->storage = std::make_shared<Storage>(&Runtime::get().allocator(device), nbytes);
@@ -37,8 +36,12 @@ void Tensor::check_access(DType want, const char* what) const {
                "; copy it to the CPU first");
 }
 
-int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size")]; }
-int64_t Tensor::stride(int64_t d) const { return strides()[wrap_dim(d, dim(), "stride")]; }
+int64_t Tensor::size(int64_t d) const {
+  return shape()[wrap_dim(d, dim(), "size")];
+}
+int64_t Tensor::stride(int64_t d) const {
+  return strides()[wrap_dim(d, dim(), "stride")];
+}
 
 bool Tensor::is_contiguous() const {
   int64_t expect = 1;
@@ -52,8 +55,8 @@ bool Tensor::is_contiguous() const {
 
 template <class T>
 T Tensor::item() const {
-  STRATA_CHECK(numel() == 1, "item: tensor has ", numel(), " elements (shape ",
-               shape_str(shape()), "), expected exactly one");
+  STRATA_CHECK(numel() == 1, "item: tensor has ", numel(), " elements (shape ", shape_str(shape()),
+               "), expected exactly one");
   Tensor c = to(dtype_of<T>()).contiguous();
   if (!c.device().is_cpu()) STRATA_FAIL("item: copy the tensor to the CPU first");
   return *c.data<T>();
@@ -66,8 +69,8 @@ std::vector<T> Tensor::to_vector() const {
   return std::vector<T>(p, p + c.numel());
 }
 
-#define STRATA_INSTANTIATE(T)                   \
-  template T Tensor::item<T>() const;           \
+#define STRATA_INSTANTIATE(T)         \
+  template T Tensor::item<T>() const; \
   template std::vector<T> Tensor::to_vector<T>() const;
 STRATA_INSTANTIATE(float)
 STRATA_INSTANTIATE(double)
@@ -78,8 +81,10 @@ STRATA_INSTANTIATE(bf16)
 #undef STRATA_INSTANTIATE
 
 Tensor& Tensor::set_requires_grad(bool r) {
-  STRATA_CHECK(!r || is_floating(dtype()), "set_requires_grad: only floating tensors can require "
-               "grad, this one is ", dtype_name(dtype()));
+  STRATA_CHECK(!r || is_floating(dtype()),
+               "set_requires_grad: only floating tensors can require "
+               "grad, this one is ",
+               dtype_name(dtype()));
   STRATA_CHECK(is_leaf() || r, "set_requires_grad(false) on a non-leaf; use detach()");
   checked()->requires_grad = r;
   return *this;
@@ -121,21 +126,45 @@ Tensor make_view(const Tensor& base, Shape shape, Shape strides, int64_t offset)
   return Tensor(std::move(impl));
 }
 
-Tensor Tensor::view(const Shape& s) const { return strata::view(*this, s); }
-Tensor Tensor::reshape(const Shape& s) const { return strata::reshape(*this, s); }
-Tensor Tensor::transpose(int64_t a, int64_t b) const { return strata::transpose(*this, a, b); }
-Tensor Tensor::permute(const std::vector<int64_t>& d) const { return strata::permute(*this, d); }
+Tensor Tensor::view(const Shape& s) const {
+  return strata::view(*this, s);
+}
+Tensor Tensor::reshape(const Shape& s) const {
+  return strata::reshape(*this, s);
+}
+Tensor Tensor::transpose(int64_t a, int64_t b) const {
+  return strata::transpose(*this, a, b);
+}
+Tensor Tensor::permute(const std::vector<int64_t>& d) const {
+  return strata::permute(*this, d);
+}
 Tensor Tensor::narrow(int64_t d, int64_t s, int64_t l) const {
   return strata::narrow(*this, d, s, l);
 }
-Tensor Tensor::select(int64_t d, int64_t i) const { return strata::select(*this, d, i); }
-Tensor Tensor::expand(const Shape& s) const { return strata::expand(*this, s); }
-Tensor Tensor::squeeze(int64_t d) const { return strata::squeeze(*this, d); }
-Tensor Tensor::unsqueeze(int64_t d) const { return strata::unsqueeze(*this, d); }
-Tensor Tensor::flatten(int64_t s, int64_t e) const { return strata::flatten(*this, s, e); }
-Tensor Tensor::contiguous() const { return strata::contiguous(*this); }
-Tensor Tensor::clone() const { return strata::clone(*this); }
-Tensor Tensor::to(DType t) const { return strata::to_dtype(*this, t); }
+Tensor Tensor::select(int64_t d, int64_t i) const {
+  return strata::select(*this, d, i);
+}
+Tensor Tensor::expand(const Shape& s) const {
+  return strata::expand(*this, s);
+}
+Tensor Tensor::squeeze(int64_t d) const {
+  return strata::squeeze(*this, d);
+}
+Tensor Tensor::unsqueeze(int64_t d) const {
+  return strata::unsqueeze(*this, d);
+}
+Tensor Tensor::flatten(int64_t s, int64_t e) const {
+  return strata::flatten(*this, s, e);
+}
+Tensor Tensor::contiguous() const {
+  return strata::contiguous(*this);
+}
+Tensor Tensor::clone() const {
+  return strata::clone(*this);
+}
+Tensor Tensor::to(DType t) const {
+  return strata::to_dtype(*this, t);
+}
 
 namespace {
 void check_inplace(const Tensor& t, const char* op) {
@@ -145,7 +174,9 @@ void check_inplace(const Tensor& t, const char* op) {
 }
 }  // namespace
 
-Tensor& Tensor::zero_() { return fill_(0.0); }
+Tensor& Tensor::zero_() {
+  return fill_(0.0);
+}
 
 Tensor& Tensor::fill_(double value) {
   check_inplace(*this, "fill_");
@@ -157,8 +188,9 @@ Tensor& Tensor::fill_(double value) {
 Tensor& Tensor::copy_(const Tensor& src) {
   check_inplace(*this, "copy_");
   broadcast_shapes(src.shape(), shape(), "copy_");
-  STRATA_CHECK(broadcast_shapes(src.shape(), shape(), "copy_") == shape(), "copy_: source of shape ",
-               shape_str(src.shape()), " does not broadcast to destination ", shape_str(shape()));
+  STRATA_CHECK(broadcast_shapes(src.shape(), shape(), "copy_") == shape(),
+               "copy_: source of shape ", shape_str(src.shape()),
+               " does not broadcast to destination ", shape_str(shape()));
   backend_for(device()).copy(src.device() == device() ? src.expand(shape()) : src, *this);
   storage().bump_version();
   return *this;
@@ -166,8 +198,8 @@ Tensor& Tensor::copy_(const Tensor& src) {
 
 Tensor& Tensor::add_(const Tensor& other, double alpha) {
   check_inplace(*this, "add_");
-  STRATA_CHECK(other.dtype() == dtype(), "add_: dtype ", dtype_name(other.dtype()),
-               " added into ", dtype_name(dtype()));
+  STRATA_CHECK(other.dtype() == dtype(), "add_: dtype ", dtype_name(other.dtype()), " added into ",
+               dtype_name(dtype()));
   Tensor rhs = alpha == 1.0 ? other : other * alpha;
   STRATA_CHECK(broadcast_shapes(rhs.shape(), shape(), "add_") == shape(), "add_: shape ",
                shape_str(rhs.shape()), " does not broadcast to ", shape_str(shape()));

@@ -10,7 +10,6 @@
 
 namespace strata::data {
 
-
 namespace {
 constexpr std::string_view kMagic = "strata-tokenizer 1\n";
 }

@@ -14,7 +14,6 @@
 
 namespace strata::data {
 
-
 namespace {
 
 class SentencePieceTokenizer final : public Tokenizer {

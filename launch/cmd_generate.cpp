@@ -15,15 +15,17 @@ Command make_generate_command() {
   c.summary = "continue a prompt with a trained decoder checkpoint (KV-cached decoding)";
   c.usage = "strata generate --checkpoint DIR --prompt TEXT [--tokens N] [--greedy]";
   c.declare = [](po::options_description& o, po::positional_options_description&) {
-    o.add_options()
-        ("checkpoint", po::value<std::string>()->required(), "a step_ directory written by `strata train`")
-        ("prompt", po::value<std::string>()->required(), "text to continue")
-        ("tokens", po::value<int64_t>()->default_value(64), "new tokens")
-        ("greedy", po::value<bool>()->default_value(false)->implicit_value(true), "argmax decoding instead of sampling")
-        ("temperature", po::value<double>()->default_value(0.8), "sampling temperature")
-        ("top_k", po::value<int64_t>()->default_value(40), "sample among the k most likely tokens (0: all)")
-        ("top_p", po::value<double>()->default_value(1.0), "nucleus sampling mass (1: off)")
-        ("seed", po::value<uint64_t>()->default_value(0), "sampling seed");
+    o.add_options()("checkpoint", po::value<std::string>()->required(),
+                    "a step_ directory written by `strata train`")(
+        "prompt", po::value<std::string>()->required(), "text to continue")(
+        "tokens", po::value<int64_t>()->default_value(64), "new tokens")(
+        "greedy", po::value<bool>()->default_value(false)->implicit_value(true),
+        "argmax decoding instead of sampling")(
+        "temperature", po::value<double>()->default_value(0.8), "sampling temperature")(
+        "top_k", po::value<int64_t>()->default_value(40),
+        "sample among the k most likely tokens (0: all)")(
+        "top_p", po::value<double>()->default_value(1.0), "nucleus sampling mass (1: off)")(
+        "seed", po::value<uint64_t>()->default_value(0), "sampling seed");
   };
   c.run = [](const Config& cfg) {
     train::LoadedDecoder d = train::load_decoder(cfg.get<std::string>("checkpoint"));

@@ -49,7 +49,6 @@ struct Command {
   std::function<int(const Config&)> run;
 };
 
-
 // Parses a command's arguments (those after the command name). Returns nullopt when --help or
 // --dump-config already answered (printed to `out`). Throws strata::Error for unknown or
 // malformed options (naming the option and the nearest valid one) and for missing config files.

@@ -102,7 +102,6 @@ bool Module::has_parameter(const std::string& full_name) const {
   return find(full_name) != nullptr;
 }
 
-
 Tensor Module::parameter(const std::string& full_name) const {
   if (const Param* p = find(full_name)) return p->tensor;
   std::vector<std::string> names;

@@ -80,8 +80,8 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
   if (g.dtype() != leaf_->dtype) g = g.to(leaf_->dtype);
   if (!leaf_->grad) {
     // Take the incoming buffer when nobody else can see it; copy views and shared buffers.
-    const bool exclusive = g.is_contiguous() && g.storage().nbytes() ==
-                                                    size_t(g.numel()) * g.element_size() &&
+    const bool exclusive = g.is_contiguous() &&
+                           g.storage().nbytes() == size_t(g.numel()) * g.element_size() &&
                            g.impl_ptr().use_count() == 1 && g.impl()->storage.use_count() == 1;
     leaf_->grad = exclusive ? g.impl_ptr() : g.clone().impl_ptr();
   } else {
@@ -124,16 +124,16 @@ void record(const std::string& op, const std::vector<Tensor>& inputs,
   std::vector<std::pair<Shape, DType>> out_meta;
   for (Tensor* o : outputs) out_meta.emplace_back(o->shape(), o->dtype());
   Device dev = outputs.front()->device();
-  auto fn = [backward = std::move(backward), out_meta, dev](
-                const std::vector<Tensor>& grads, const std::vector<Tensor>& saved_values,
-                const std::vector<bool>& needs_grad) {
+  auto fn = [backward = std::move(backward), out_meta, dev](const std::vector<Tensor>& grads,
+                                                            const std::vector<Tensor>& saved_values,
+                                                            const std::vector<bool>& needs_grad) {
     std::vector<Tensor> filled = grads;
     for (size_t i = 0; i < filled.size(); ++i)
       if (!filled[i].defined()) filled[i] = zeros(out_meta[i].first, out_meta[i].second, dev);
     return backward(filled, saved_values, needs_grad);
   };
-  auto node = std::make_shared<FunctionNode>(op, std::move(saved_tensors), std::move(needs),
-                                             std::move(fn));
+  auto node =
+      std::make_shared<FunctionNode>(op, std::move(saved_tensors), std::move(needs), std::move(fn));
   node->num_outputs = uint32_t(outputs.size());
   node->next.resize(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {

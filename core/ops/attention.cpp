@@ -16,8 +16,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attent
                ", ", shape_str(k.shape()), ", ", shape_str(v.shape()));
   const int64_t B = q.size(0), H = q.size(1), Lq = q.size(2), D = q.size(3), Lk = k.size(2);
   STRATA_CHECK(k.size(0) == B && k.size(1) == H && k.size(3) == D && v.shape() == k.shape(),
-               "attention: k ", shape_str(k.shape()), " and v ", shape_str(v.shape()),
-               " must be [", B, ", ", H, ", Lk, ", D, "] to match q ", shape_str(q.shape()));
+               "attention: k ", shape_str(k.shape()), " and v ", shape_str(v.shape()), " must be [",
+               B, ", ", H, ", Lk, ", D, "] to match q ", shape_str(q.shape()));
   STRATA_CHECK(q.dtype() == k.dtype() && q.dtype() == v.dtype() && is_floating(q.dtype()),
                "attention: q, k, v must share one floating dtype");
   STRATA_CHECK(q.dtype() != DType::bf16,
@@ -27,18 +27,18 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attent
     STRATA_CHECK(opt.bias.dtype() == q.dtype(), "attention: bias dtype ",
                  dtype_name(opt.bias.dtype()), " differs from q's ", dtype_name(q.dtype()));
     const Shape full{B, H, Lq, Lk};
-    STRATA_CHECK(opt.bias.dim() <= 4 && broadcast_shapes(opt.bias.shape(), full, "attention bias") == full,
-                 "attention: bias ", shape_str(opt.bias.shape()), " does not broadcast to [", B,
-                 ", ", H, ", ", Lq, ", ", Lk, "]");
+    STRATA_CHECK(
+        opt.bias.dim() <= 4 && broadcast_shapes(opt.bias.shape(), full, "attention bias") == full,
+        "attention: bias ", shape_str(opt.bias.shape()), " does not broadcast to [", B, ", ", H,
+        ", ", Lq, ", ", Lk, "]");
     bias = opt.bias;
   }
   Tensor mask;
   if (opt.key_padding_mask.defined()) {
-    STRATA_CHECK(opt.key_padding_mask.dtype() == DType::b8 &&
-                     opt.key_padding_mask.shape() == Shape({B, Lk}),
-                 "attention: key_padding_mask must be bool [", B, ", ", Lk, "], got ",
-                 shape_str(opt.key_padding_mask.shape()), " ",
-                 dtype_name(opt.key_padding_mask.dtype()));
+    STRATA_CHECK(
+        opt.key_padding_mask.dtype() == DType::b8 && opt.key_padding_mask.shape() == Shape({B, Lk}),
+        "attention: key_padding_mask must be bool [", B, ", ", Lk, "], got ",
+        shape_str(opt.key_padding_mask.shape()), " ", dtype_name(opt.key_padding_mask.dtype()));
     mask = opt.key_padding_mask.contiguous();
   }
   auto inner = [](const Tensor& t) { return t.stride(-1) == 1 ? t : t.contiguous(); };
@@ -67,8 +67,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attent
                         qs.dtype(), qs.device());
         }
         backend_for(qs.device())
-            .attention_backward(qs, ks, vs, bias_b, s[4], p, s[5], s[6], g[0].contiguous(), dq,
-                                dk, dv, dbias);
+            .attention_backward(qs, ks, vs, bias_b, s[4], p, s[5], s[6], g[0].contiguous(), dq, dk,
+                                dv, dbias);
         if (dbias.defined()) dbias = sum_to(dbias, bias_shape);
         return {dq, dk, dv, dbias};
       });

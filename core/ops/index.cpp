@@ -40,8 +40,8 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index_in) {
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index_in) {
   dim = wrap_dim(dim, x.dim(), "gather");
   Tensor index = as_index(index_in, "gather");
-  STRATA_CHECK(index.dim() == x.dim(), "gather: index of rank ", index.dim(),
-               " for input of rank ", x.dim());
+  STRATA_CHECK(index.dim() == x.dim(), "gather: index of rank ", index.dim(), " for input of rank ",
+               x.dim());
   for (int64_t d = 0; d < x.dim(); ++d)
     STRATA_CHECK(d == dim || index.shape()[d] <= x.shape()[d], "gather: index shape ",
                  shape_str(index.shape()), " exceeds input ", shape_str(x.shape()), " in dim ", d);
@@ -67,8 +67,7 @@ Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index_in, const T
                ", input is ", dtype_name(x.dtype()));
   for (int64_t d = 0; d < x.dim(); ++d)
     STRATA_CHECK(d == dim || index.shape()[d] <= x.shape()[d], "scatter_add: index shape ",
-                 shape_str(index.shape()), " exceeds input ", shape_str(x.shape()), " in dim ",
-                 d);
+                 shape_str(index.shape()), " exceeds input ", shape_str(x.shape()), " in dim ", d);
   Tensor out = empty(x.shape(), x.dtype(), x.device());
   Backend& be = backend_for(x.device());
   be.copy(x, out);

@@ -79,8 +79,8 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
   STRATA_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "linear: input ", shape_str(x.shape()),
                " does not end in the weight's in-features ", w.size(1), " (weight ",
                shape_str(w.shape()), ")");
-  STRATA_CHECK(x.dtype() == w.dtype(), "linear: input is ", dtype_name(x.dtype()),
-               ", weight is ", dtype_name(w.dtype()));
+  STRATA_CHECK(x.dtype() == w.dtype(), "linear: input is ", dtype_name(x.dtype()), ", weight is ",
+               dtype_name(w.dtype()));
   const int64_t in = w.size(1), outf = w.size(0);
   if (bias.defined())
     STRATA_CHECK(bias.dim() == 1 && bias.size(0) == outf && bias.dtype() == w.dtype(),

@@ -13,13 +13,11 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
   STRATA_CHECK(is_floating(logits.dtype()), "cross_entropy: logits must be floating, got ",
                dtype_name(logits.dtype()));
   STRATA_CHECK(target.dtype() == DType::i64 || target.dtype() == DType::i32,
-               "cross_entropy: target must be integer class ids, got ",
-               dtype_name(target.dtype()));
+               "cross_entropy: target must be integer class ids, got ", dtype_name(target.dtype()));
   STRATA_CHECK(logits.dim() >= 1, "cross_entropy: logits must have a class dim");
   Shape row_shape(logits.shape().begin(), logits.shape().end() - 1);
   STRATA_CHECK(target.shape() == row_shape, "cross_entropy: logits ", shape_str(logits.shape()),
-               " need target of shape ", shape_str(row_shape), ", got ",
-               shape_str(target.shape()));
+               " need target of shape ", shape_str(row_shape), ", got ", shape_str(target.shape()));
   STRATA_CHECK(label_smoothing >= 0 && label_smoothing <= 1,
                "cross_entropy: label_smoothing must be in [0, 1], got ", label_smoothing);
   STRATA_CHECK(reduction == "mean" || reduction == "sum" || reduction == "none",
@@ -33,23 +31,23 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
   Tensor lse = empty({rows}, acc, logits.device());
   backend_for(logits.device())
       .cross_entropy(l2.detach(), t, ignore_index, label_smoothing, loss, lse);
-  autograd::record("cross_entropy", {l2}, {&loss}, {l2, t, lse},
-                   [ignore_index, label_smoothing](const std::vector<Tensor>& g,
-                                                   const std::vector<Tensor>& s,
-                                                   const std::vector<bool>&)
-                       -> std::vector<Tensor> {
-                     Tensor dl = empty(s[0].shape(), s[0].dtype(), s[0].device());
-                     backend_for(dl.device())
-                         .cross_entropy_backward(s[0], s[1], s[2], g[0].contiguous(),
-                                                 ignore_index, label_smoothing, dl);
-                     return {dl};
-                   });
+  autograd::record(
+      "cross_entropy", {l2}, {&loss}, {l2, t, lse},
+      [ignore_index, label_smoothing](const std::vector<Tensor>& g, const std::vector<Tensor>& s,
+                                      const std::vector<bool>&) -> std::vector<Tensor> {
+        Tensor dl = empty(s[0].shape(), s[0].dtype(), s[0].device());
+        backend_for(dl.device())
+            .cross_entropy_backward(s[0], s[1], s[2], g[0].contiguous(), ignore_index,
+                                    label_smoothing, dl);
+        return {dl};
+      });
   Tensor per_row = loss.dtype() == logits.dtype() ? loss : loss.to(logits.dtype());
   if (reduction == "none") return reshape(per_row, row_shape);
   Tensor total = sum(per_row);
   if (reduction == "sum") return total;
   // Mean over the rows that count; an all-ignored batch gives 0/0 = NaN, as PyTorch does.
-  const int64_t counted = sum(ne(t, scalar_tensor(double(ignore_index), DType::i64))).item<int64_t>();
+  const int64_t counted =
+      sum(ne(t, scalar_tensor(double(ignore_index), DType::i64))).item<int64_t>();
   return total * (1.0 / double(counted));
 }
 

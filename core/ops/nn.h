@@ -27,7 +27,7 @@ Tensor dropout(const Tensor& x, double p, RandomKey key, bool training = true);
 Tensor rope(const Tensor& x, double base = 10000.0, int64_t pos_offset = 0);
 
 struct AttentionOptions {
-  double scale = -1;        // < 0: 1/sqrt(D); T5 uses 1.0 (unscaled)
+  double scale = -1;  // < 0: 1/sqrt(D); T5 uses 1.0 (unscaled)
   bool causal = false;
   Tensor bias;              // additive, broadcastable to [B, H, Lq, Lk] (T5 relative positions)
   Tensor key_padding_mask;  // bool [B, Lk], true = real token (attend), false = padding
@@ -35,6 +35,7 @@ struct AttentionOptions {
 
 // Fused attention: q [B,H,Lq,D], k/v [B,H,Lk,D] -> [B,H,Lq,D]. Works block by block and never
 // holds a head's full score matrix; backward recomputes the blocks.
-Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& opt = {});
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                 const AttentionOptions& opt = {});
 
 }  // namespace strata

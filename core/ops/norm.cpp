@@ -20,7 +20,9 @@ void check_norm_args(const char* op, const Tensor& x, const Tensor& w, const Ten
                    shape_str(p->shape()), " ", dtype_name(p->dtype()));
 }
 
-DType stat_dtype(DType t) { return t == DType::f64 ? DType::f64 : DType::f32; }
+DType stat_dtype(DType t) {
+  return t == DType::f64 ? DType::f64 : DType::f32;
+}
 
 }  // namespace
 
@@ -34,17 +36,18 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   Tensor w = weight.defined() ? weight.contiguous() : Tensor();
   Tensor b = bias.defined() ? bias.contiguous() : Tensor();
   backend_for(x.device()).layer_norm(xc.detach(), w, b, eps, y, mean, rstd);
-  autograd::record("layer_norm", {xc, w, b}, {&y}, {xc, w, mean, rstd},
-                   [](const std::vector<Tensor>& g, const std::vector<Tensor>& s,
-                      const std::vector<bool>& needs) -> std::vector<Tensor> {
-                     const Tensor& xs = s[0];
-                     Tensor dx = needs[0] ? empty(xs.shape(), xs.dtype(), xs.device()) : Tensor();
-                     Tensor dw = needs[1] ? empty({xs.size(-1)}, xs.dtype(), xs.device()) : Tensor();
-                     Tensor db = needs[2] ? empty({xs.size(-1)}, xs.dtype(), xs.device()) : Tensor();
-                     backend_for(xs.device())
-                         .layer_norm_backward(xs, s[1], s[2], s[3], g[0].contiguous(), dx, dw, db);
-                     return {dx, dw, db};
-                   });
+  autograd::record(
+      "layer_norm", {xc, w, b}, {&y}, {xc, w, mean, rstd},
+      [](const std::vector<Tensor>& g, const std::vector<Tensor>& s,
+         const std::vector<bool>& needs) -> std::vector<Tensor> {
+        const Tensor& xs = s[0];
+        Tensor dx = needs[0] ? empty(xs.shape(), xs.dtype(), xs.device()) : Tensor();
+        Tensor dw = needs[1] ? empty({xs.size(-1)}, xs.dtype(), xs.device()) : Tensor();
+        Tensor db = needs[2] ? empty({xs.size(-1)}, xs.dtype(), xs.device()) : Tensor();
+        backend_for(xs.device())
+            .layer_norm_backward(xs, s[1], s[2], s[3], g[0].contiguous(), dx, dw, db);
+        return {dx, dw, db};
+      });
   return y;
 }
 
@@ -56,16 +59,16 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   Tensor rstd = empty(rows_shape, stat_dtype(x.dtype()), x.device());
   Tensor w = weight.defined() ? weight.contiguous() : Tensor();
   backend_for(x.device()).rms_norm(xc.detach(), w, eps, y, rstd);
-  autograd::record("rms_norm", {xc, w}, {&y}, {xc, w, rstd},
-                   [](const std::vector<Tensor>& g, const std::vector<Tensor>& s,
-                      const std::vector<bool>& needs) -> std::vector<Tensor> {
-                     const Tensor& xs = s[0];
-                     Tensor dx = needs[0] ? empty(xs.shape(), xs.dtype(), xs.device()) : Tensor();
-                     Tensor dw = needs[1] ? empty({xs.size(-1)}, xs.dtype(), xs.device()) : Tensor();
-                     backend_for(xs.device())
-                         .rms_norm_backward(xs, s[1], s[2], g[0].contiguous(), dx, dw);
-                     return {dx, dw};
-                   });
+  autograd::record(
+      "rms_norm", {xc, w}, {&y}, {xc, w, rstd},
+      [](const std::vector<Tensor>& g, const std::vector<Tensor>& s,
+         const std::vector<bool>& needs) -> std::vector<Tensor> {
+        const Tensor& xs = s[0];
+        Tensor dx = needs[0] ? empty(xs.shape(), xs.dtype(), xs.device()) : Tensor();
+        Tensor dw = needs[1] ? empty({xs.size(-1)}, xs.dtype(), xs.device()) : Tensor();
+        backend_for(xs.device()).rms_norm_backward(xs, s[1], s[2], g[0].contiguous(), dx, dw);
+        return {dx, dw};
+      });
   return y;
 }
 

@@ -25,7 +25,8 @@ Shape dropped_shape(const Shape& in, const std::vector<int64_t>& dims) {
   return s;
 }
 
-Tensor reduce_raw(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims, const char* name) {
+Tensor reduce_raw(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims,
+                  const char* name) {
   if (op == ReduceOp::Max || op == ReduceOp::Min)
     for (int64_t d : dims)
       STRATA_CHECK(x.shape()[d] > 0, name, ": reducing an empty dim ", d, " of ",
@@ -96,8 +97,7 @@ Tensor amin(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   dim = wrap_dim(dim, x.dim(), "argmax");
-  STRATA_CHECK(x.shape()[dim] > 0, "argmax: dim ", dim, " of ", shape_str(x.shape()),
-               " is empty");
+  STRATA_CHECK(x.shape()[dim] > 0, "argmax: dim ", dim, " of ", shape_str(x.shape()), " is empty");
   Tensor out = empty(kept_shape(x.shape(), {dim}), DType::i64, x.device());
   backend_for(x.device()).argmax(x, dim, out);
   return finish(out, x.shape(), {dim}, keepdim);

@@ -19,15 +19,19 @@ Tensor leaf(const Shape& shape, DType dt, uint64_t seed, uint64_t salt) {
 }
 // Entries in [0.5, 2.5): for log, sqrt, division and other ops with a restricted domain.
 Tensor positive_leaf(const Shape& shape, DType dt, uint64_t seed, uint64_t salt) {
-  Tensor t = rand(shape, RandomKey{seed, uint32_t(RngStream::Test), salt}, DType::f64, 0.5, 2.5)
-                 .to(dt);
+  Tensor t =
+      rand(shape, RandomKey{seed, uint32_t(RngStream::Test), salt}, DType::f64, 0.5, 2.5).to(dt);
   return t.set_requires_grad(true);
 }
-Tensor int_tensor(const std::vector<int64_t>& v, const Shape& shape) { return from_vector(v, shape); }
-Tensor bool_tensor(const std::vector<bool>& v, const Shape& shape) { return from_vector(v, shape); }
+Tensor int_tensor(const std::vector<int64_t>& v, const Shape& shape) {
+  return from_vector(v, shape);
+}
+Tensor bool_tensor(const std::vector<bool>& v, const Shape& shape) {
+  return from_vector(v, shape);
+}
 
-void add(std::vector<OpCase>& cases, std::string label,
-         std::function<Inputs(DType, uint64_t)> make, std::function<Tensor(const Inputs&)> fn) {
+void add(std::vector<OpCase>& cases, std::string label, std::function<Inputs(DType, uint64_t)> make,
+         std::function<Tensor(const Inputs&)> fn) {
   cases.push_back(OpCase{std::move(label), std::move(make), std::move(fn)});
 }
 
@@ -64,12 +68,14 @@ std::vector<OpCase> build_cases() {
   };
   for (const U& u : unaries) {
     const bool pos = u.positive;
-    add(c, std::string(u.name) + "/contiguous",
+    add(
+        c, std::string(u.name) + "/contiguous",
         [pos](DType dt, uint64_t s) -> Inputs {
           return {pos ? positive_leaf({3, 5}, dt, s, 1) : leaf({3, 5}, dt, s, 1)};
         },
         [f = u.f](const Inputs& in) { return f(in[0]); });
-    add(c, std::string(u.name) + "/transposed",
+    add(
+        c, std::string(u.name) + "/transposed",
         [pos](DType dt, uint64_t s) -> Inputs {
           return {pos ? positive_leaf({5, 3}, dt, s, 2) : leaf({5, 3}, dt, s, 2)};
         },
@@ -93,172 +99,359 @@ std::vector<OpCase> build_cases() {
       {{3, 4}, {3, 4}}, {{3, 4}, {4}}, {{2, 1, 4}, {3, 1}}, {{}, {2, 3}}};
   for (const B& b : binaries)
     for (const auto& [sa, sb] : pairs) {
-      add(c, std::string(b.name) + "/" + shape_str(sa) + "x" + shape_str(sb),
+      add(
+          c, std::string(b.name) + "/" + shape_str(sa) + "x" + shape_str(sb),
           [sa, sb, div = std::string(b.name) == "div"](DType dt, uint64_t s) -> Inputs {
             return {leaf(sa, dt, s, 3), div ? positive_leaf(sb, dt, s, 4) : leaf(sb, dt, s, 4)};
           },
           [f = b.f](const Inputs& in) { return f(in[0], in[1]); });
     }
-  add(c, "mul/strided",
-      [](DType dt, uint64_t s) -> Inputs { return {leaf({4, 6}, dt, s, 5), leaf({3, 4}, dt, s, 6)}; },
+  add(
+      c, "mul/strided",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({4, 6}, dt, s, 5), leaf({3, 4}, dt, s, 6)};
+      },
       [](const Inputs& in) { return in[0].narrow(1, 1, 3).t() * in[1]; });
 
-  add(c, "where/broadcast",
+  add(
+      c, "where/broadcast",
       [](DType dt, uint64_t s) -> Inputs {
         return {leaf({3, 4}, dt, s, 7), leaf({4}, dt, s, 8),
                 bool_tensor({1, 0, 0, 1, 1, 1, 0, 0, 0, 1, 0, 1}, {3, 4})};
       },
       [](const Inputs& in) { return where(in[2], in[0], in[1]); });
-  add(c, "masked_fill",
+  add(
+      c, "masked_fill",
       [](DType dt, uint64_t s) -> Inputs {
         return {leaf({2, 5}, dt, s, 9), bool_tensor({1, 0, 1, 0, 0}, {5})};
       },
       [](const Inputs& in) { return masked_fill(in[0], in[1], -3.0); });
-  for (auto [act, name] : {std::pair{GatedAct::GeluExact, "gelu"}, std::pair{GatedAct::GeluTanh, "gelu_tanh"},
-                           std::pair{GatedAct::Silu, "silu"}})
-    add(c, std::string("gated/") + name,
-        [](DType dt, uint64_t s) -> Inputs { return {leaf({3, 8}, dt, s, 10), leaf({3, 8}, dt, s, 11)}; },
+  for (auto [act, name] :
+       {std::pair{GatedAct::GeluExact, "gelu"}, std::pair{GatedAct::GeluTanh, "gelu_tanh"},
+        std::pair{GatedAct::Silu, "silu"}})
+    add(
+        c, std::string("gated/") + name,
+        [](DType dt, uint64_t s) -> Inputs {
+          return {leaf({3, 8}, dt, s, 10), leaf({3, 8}, dt, s, 11)};
+        },
         [act](const Inputs& in) { return gated(act, in[0], in[1]); });
 
   // Reductions.
-  add(c, "sum/all", [](DType dt, uint64_t s) -> Inputs { return {leaf({3, 4}, dt, s, 12)}; },
+  add(
+      c, "sum/all",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({3, 4}, dt, s, 12)};
+      },
       [](const Inputs& in) { return sum(in[0]); });
-  add(c, "sum/dims_keepdim", [](DType dt, uint64_t s) -> Inputs { return {leaf({2, 3, 4}, dt, s, 13)}; },
-      [](const Inputs& in) { return sum(in[0], {0, 2}, true); });
-  add(c, "sum/leading", [](DType dt, uint64_t s) -> Inputs { return {leaf({5, 3, 4}, dt, s, 14)}; },
-      [](const Inputs& in) { return sum(in[0], {0, 1}); });
-  add(c, "mean/dim", [](DType dt, uint64_t s) -> Inputs { return {leaf({3, 4}, dt, s, 15)}; },
+  add(
+      c, "sum/dims_keepdim",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({2, 3, 4}, dt, s, 13)};
+      },
+      [](const Inputs& in) {
+        return sum(in[0], {0, 2}, true);
+      });
+  add(
+      c, "sum/leading",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({5, 3, 4}, dt, s, 14)};
+      },
+      [](const Inputs& in) {
+        return sum(in[0], {0, 1});
+      });
+  add(
+      c, "mean/dim",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({3, 4}, dt, s, 15)};
+      },
       [](const Inputs& in) { return mean(in[0], {-1}); });
-  add(c, "amax/dim", [](DType dt, uint64_t s) -> Inputs { return {leaf({3, 5}, dt, s, 16)}; },
+  add(
+      c, "amax/dim",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({3, 5}, dt, s, 16)};
+      },
       [](const Inputs& in) { return amax(in[0], {1}); });
-  add(c, "amin/all", [](DType dt, uint64_t s) -> Inputs { return {leaf({3, 5}, dt, s, 17)}; },
+  add(
+      c, "amin/all",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({3, 5}, dt, s, 17)};
+      },
       [](const Inputs& in) { return amin(in[0]); });
-  add(c, "logsumexp/dim", [](DType dt, uint64_t s) -> Inputs { return {leaf({3, 5}, dt, s, 18)}; },
+  add(
+      c, "logsumexp/dim",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({3, 5}, dt, s, 18)};
+      },
       [](const Inputs& in) { return logsumexp(in[0], {1}); });
-  add(c, "norm/dim", [](DType dt, uint64_t s) -> Inputs { return {leaf({3, 5}, dt, s, 19)}; },
+  add(
+      c, "norm/dim",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({3, 5}, dt, s, 19)};
+      },
       [](const Inputs& in) { return norm(in[0], {0}); });
-  add(c, "cumsum/dim0", [](DType dt, uint64_t s) -> Inputs { return {leaf({4, 3}, dt, s, 20)}; },
+  add(
+      c, "cumsum/dim0",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({4, 3}, dt, s, 20)};
+      },
       [](const Inputs& in) { return cumsum(in[0], 0); });
-  add(c, "cumsum/transposed", [](DType dt, uint64_t s) -> Inputs { return {leaf({4, 3}, dt, s, 21)}; },
+  add(
+      c, "cumsum/transposed",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({4, 3}, dt, s, 21)};
+      },
       [](const Inputs& in) { return cumsum(in[0].t(), 1); });
 
   // Views and copies.
-  add(c, "view", [](DType dt, uint64_t s) -> Inputs { return {leaf({2, 6}, dt, s, 22)}; },
-      [](const Inputs& in) { return in[0].view({3, 4}); });
-  add(c, "reshape/copying", [](DType dt, uint64_t s) -> Inputs { return {leaf({4, 3}, dt, s, 23)}; },
-      [](const Inputs& in) { return in[0].t().reshape({2, 6}); });
-  add(c, "permute", [](DType dt, uint64_t s) -> Inputs { return {leaf({2, 3, 4}, dt, s, 24)}; },
-      [](const Inputs& in) { return in[0].permute({2, 0, 1}); });
-  add(c, "narrow", [](DType dt, uint64_t s) -> Inputs { return {leaf({5, 4}, dt, s, 25)}; },
+  add(
+      c, "view",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({2, 6}, dt, s, 22)};
+      },
+      [](const Inputs& in) {
+        return in[0].view({3, 4});
+      });
+  add(
+      c, "reshape/copying",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({4, 3}, dt, s, 23)};
+      },
+      [](const Inputs& in) {
+        return in[0].t().reshape({2, 6});
+      });
+  add(
+      c, "permute",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({2, 3, 4}, dt, s, 24)};
+      },
+      [](const Inputs& in) {
+        return in[0].permute({2, 0, 1});
+      });
+  add(
+      c, "narrow",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({5, 4}, dt, s, 25)};
+      },
       [](const Inputs& in) { return in[0].narrow(0, 1, 3); });
-  add(c, "select", [](DType dt, uint64_t s) -> Inputs { return {leaf({3, 4}, dt, s, 26)}; },
+  add(
+      c, "select",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({3, 4}, dt, s, 26)};
+      },
       [](const Inputs& in) { return in[0].select(1, 2); });
-  add(c, "expand", [](DType dt, uint64_t s) -> Inputs { return {leaf({3, 1}, dt, s, 27)}; },
-      [](const Inputs& in) { return in[0].expand({2, 3, 4}) * 1.0; });
-  add(c, "squeeze_unsqueeze", [](DType dt, uint64_t s) -> Inputs { return {leaf({3, 1, 4}, dt, s, 28)}; },
+  add(
+      c, "expand",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({3, 1}, dt, s, 27)};
+      },
+      [](const Inputs& in) {
+        return in[0].expand({2, 3, 4}) * 1.0;
+      });
+  add(
+      c, "squeeze_unsqueeze",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({3, 1, 4}, dt, s, 28)};
+      },
       [](const Inputs& in) { return in[0].squeeze(1).unsqueeze(0); });
-  add(c, "flatten", [](DType dt, uint64_t s) -> Inputs { return {leaf({2, 3, 4}, dt, s, 29)}; },
+  add(
+      c, "flatten",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({2, 3, 4}, dt, s, 29)};
+      },
       [](const Inputs& in) { return in[0].flatten(1); });
-  add(c, "clone", [](DType dt, uint64_t s) -> Inputs { return {leaf({3, 4}, dt, s, 30)}; },
+  add(
+      c, "clone",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({3, 4}, dt, s, 30)};
+      },
       [](const Inputs& in) { return in[0].t().contiguous(); });
   {
     OpCase cast{"to_dtype/f32_roundtrip",
-                [](DType dt, uint64_t s) -> Inputs { return {leaf({3, 4}, dt, s, 31)}; },
+                [](DType dt, uint64_t s) -> Inputs {
+                  return {leaf({3, 4}, dt, s, 31)};
+                },
                 [](const Inputs& in) { return in[0].to(DType::f32).to(in[0].dtype()); }};
     // f32 rounding makes the function a staircase at 1e-7: step over it.
     cast.step = 1e-2;
     cast.tolerance = 1e-4;
     c.push_back(cast);
   }
-  add(c, "cat", [](DType dt, uint64_t s) -> Inputs { return {leaf({2, 3}, dt, s, 32), leaf({2, 2}, dt, s, 33)}; },
-      [](const Inputs& in) { return cat({in[0], in[1]}, 1); });
-  add(c, "stack", [](DType dt, uint64_t s) -> Inputs { return {leaf({2, 3}, dt, s, 34), leaf({2, 3}, dt, s, 35)}; },
-      [](const Inputs& in) { return stack({in[0], in[1]}, 1); });
-  add(c, "split", [](DType dt, uint64_t s) -> Inputs { return {leaf({5, 3}, dt, s, 36)}; },
+  add(
+      c, "cat",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({2, 3}, dt, s, 32), leaf({2, 2}, dt, s, 33)};
+      },
+      [](const Inputs& in) {
+        return cat({in[0], in[1]}, 1);
+      });
+  add(
+      c, "stack",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({2, 3}, dt, s, 34), leaf({2, 3}, dt, s, 35)};
+      },
+      [](const Inputs& in) {
+        return stack({in[0], in[1]}, 1);
+      });
+  add(
+      c, "split",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({5, 3}, dt, s, 36)};
+      },
       [](const Inputs& in) {
         auto parts = split(in[0], {2, 3}, 0);
         return cat({parts[1] * 2.0, parts[0]}, 0);
       });
-  add(c, "chunk", [](DType dt, uint64_t s) -> Inputs { return {leaf({3, 5}, dt, s, 37)}; },
+  add(
+      c, "chunk",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({3, 5}, dt, s, 37)};
+      },
       [](const Inputs& in) {
         auto parts = chunk(in[0], 2, 1);
         return parts[0] * 3.0 + sum(exp(parts[1].narrow(1, 0, 2)), {1}, true);
       });
 
   // Linear algebra.
-  add(c, "matmul/2d", [](DType dt, uint64_t s) -> Inputs { return {leaf({3, 4}, dt, s, 38), leaf({4, 5}, dt, s, 39)}; },
+  add(
+      c, "matmul/2d",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({3, 4}, dt, s, 38), leaf({4, 5}, dt, s, 39)};
+      },
       [](const Inputs& in) { return matmul(in[0], in[1]); });
-  add(c, "matmul/batched_broadcast",
-      [](DType dt, uint64_t s) -> Inputs { return {leaf({2, 1, 3, 4}, dt, s, 40), leaf({3, 4, 2}, dt, s, 41)}; },
+  add(
+      c, "matmul/batched_broadcast",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({2, 1, 3, 4}, dt, s, 40), leaf({3, 4, 2}, dt, s, 41)};
+      },
       [](const Inputs& in) { return matmul(in[0], in[1]); });
-  add(c, "matmul/transposed",
-      [](DType dt, uint64_t s) -> Inputs { return {leaf({2, 4, 3}, dt, s, 42), leaf({5, 4}, dt, s, 43)}; },
+  add(
+      c, "matmul/transposed",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({2, 4, 3}, dt, s, 42), leaf({5, 4}, dt, s, 43)};
+      },
       [](const Inputs& in) { return matmul(in[0].transpose(1, 2), in[1].t()); });
-  add(c, "linear/bias",
+  add(
+      c, "linear/bias",
       [](DType dt, uint64_t s) -> Inputs {
         return {leaf({2, 3, 4}, dt, s, 44), leaf({5, 4}, dt, s, 45), leaf({5}, dt, s, 46)};
       },
       [](const Inputs& in) { return linear(in[0], in[1], in[2]); });
-  add(c, "linear/no_bias",
-      [](DType dt, uint64_t s) -> Inputs { return {leaf({3, 4}, dt, s, 47), leaf({2, 4}, dt, s, 48)}; },
+  add(
+      c, "linear/no_bias",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({3, 4}, dt, s, 47), leaf({2, 4}, dt, s, 48)};
+      },
       [](const Inputs& in) { return linear(in[0], in[1]); });
 
   // Indexing.
-  add(c, "index_select",
-      [](DType dt, uint64_t s) -> Inputs { return {leaf({4, 3}, dt, s, 49), int_tensor({2, 0, 2, 3}, {4})}; },
+  add(
+      c, "index_select",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({4, 3}, dt, s, 49), int_tensor({2, 0, 2, 3}, {4})};
+      },
       [](const Inputs& in) { return index_select(in[0], 0, in[1]); });
-  add(c, "gather",
+  add(
+      c, "gather",
       [](DType dt, uint64_t s) -> Inputs {
         return {leaf({3, 4}, dt, s, 50), int_tensor({0, 2, 2, 1, 2, 1, 0, 0}, {2, 4})};
       },
       [](const Inputs& in) { return gather(in[0], 0, in[1]); });
-  add(c, "scatter_add",
+  add(
+      c, "scatter_add",
       [](DType dt, uint64_t s) -> Inputs {
-        return {leaf({3, 4}, dt, s, 51), int_tensor({0, 2, 2, 1, 0, 0}, {2, 3}), leaf({2, 3}, dt, s, 52)};
+        return {leaf({3, 4}, dt, s, 51), int_tensor({0, 2, 2, 1, 0, 0}, {2, 3}),
+                leaf({2, 3}, dt, s, 52)};
       },
       [](const Inputs& in) { return scatter_add(in[0], 0, in[1], in[2]); });
-  add(c, "embedding",
-      [](DType dt, uint64_t s) -> Inputs { return {leaf({6, 3}, dt, s, 53), int_tensor({5, 0, 5, 2}, {2, 2})}; },
+  add(
+      c, "embedding",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({6, 3}, dt, s, 53), int_tensor({5, 0, 5, 2}, {2, 2})};
+      },
       [](const Inputs& in) { return embedding(in[0], in[1]); });
 
   // Fused NN ops.
-  add(c, "softmax/last", [](DType dt, uint64_t s) -> Inputs { return {leaf({3, 6}, dt, s, 54)}; },
+  add(
+      c, "softmax/last",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({3, 6}, dt, s, 54)};
+      },
       [](const Inputs& in) { return softmax(in[0]); });
-  add(c, "softmax/dim0", [](DType dt, uint64_t s) -> Inputs { return {leaf({4, 3}, dt, s, 55)}; },
+  add(
+      c, "softmax/dim0",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({4, 3}, dt, s, 55)};
+      },
       [](const Inputs& in) { return softmax(in[0], 0); });
-  add(c, "log_softmax", [](DType dt, uint64_t s) -> Inputs { return {leaf({3, 6}, dt, s, 56)}; },
+  add(
+      c, "log_softmax",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({3, 6}, dt, s, 56)};
+      },
       [](const Inputs& in) { return log_softmax(in[0]); });
-  add(c, "cross_entropy/mean_ignore_smoothing",
-      [](DType dt, uint64_t s) -> Inputs { return {leaf({2, 3, 7}, dt, s, 57), int_tensor({1, -100, 6, 0, 3, 3}, {2, 3})}; },
+  add(
+      c, "cross_entropy/mean_ignore_smoothing",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({2, 3, 7}, dt, s, 57), int_tensor({1, -100, 6, 0, 3, 3}, {2, 3})};
+      },
       [](const Inputs& in) { return cross_entropy(in[0], in[1], -100, 0.1); });
-  add(c, "cross_entropy/none",
-      [](DType dt, uint64_t s) -> Inputs { return {leaf({4, 5}, dt, s, 58), int_tensor({4, 0, 2, 2}, {4})}; },
+  add(
+      c, "cross_entropy/none",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({4, 5}, dt, s, 58), int_tensor({4, 0, 2, 2}, {4})};
+      },
       [](const Inputs& in) { return cross_entropy(in[0], in[1], -100, 0.0, "none"); });
-  add(c, "layer_norm/affine",
+  add(
+      c, "layer_norm/affine",
       [](DType dt, uint64_t s) -> Inputs {
         return {leaf({3, 6}, dt, s, 59), leaf({6}, dt, s, 60), leaf({6}, dt, s, 61)};
       },
       [](const Inputs& in) { return layer_norm(in[0], in[1], in[2]); });
-  add(c, "layer_norm/plain", [](DType dt, uint64_t s) -> Inputs { return {leaf({2, 2, 5}, dt, s, 62)}; },
-      [](const Inputs& in) { return layer_norm(in[0], Tensor(), Tensor()); });
-  add(c, "rms_norm/weight",
-      [](DType dt, uint64_t s) -> Inputs { return {leaf({3, 6}, dt, s, 63), leaf({6}, dt, s, 64)}; },
-      [](const Inputs& in) { return rms_norm(in[0], in[1]); });
-  add(c, "rms_norm/plain_transposed", [](DType dt, uint64_t s) -> Inputs { return {leaf({5, 3}, dt, s, 65)}; },
-      [](const Inputs& in) { return rms_norm(in[0].t(), Tensor()); });
-  add(c, "dropout", [](DType dt, uint64_t s) -> Inputs { return {leaf({4, 8}, dt, s, 66)}; },
-      [](const Inputs& in) { return dropout(in[0], 0.3, RandomKey{7, uint32_t(RngStream::Dropout), 3}); });
-  add(c, "rope", [](DType dt, uint64_t s) -> Inputs { return {leaf({2, 2, 5, 8}, dt, s, 67)}; },
-      [](const Inputs& in) { return rope(in[0], 10000.0, 3); });
-  add(c, "attention/scaled",
+  add(
+      c, "layer_norm/plain",
       [](DType dt, uint64_t s) -> Inputs {
-        return {leaf({2, 2, 5, 4}, dt, s, 68), leaf({2, 2, 6, 4}, dt, s, 69), leaf({2, 2, 6, 4}, dt, s, 70)};
+        return {leaf({2, 2, 5}, dt, s, 62)};
+      },
+      [](const Inputs& in) { return layer_norm(in[0], Tensor(), Tensor()); });
+  add(
+      c, "rms_norm/weight",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({3, 6}, dt, s, 63), leaf({6}, dt, s, 64)};
+      },
+      [](const Inputs& in) { return rms_norm(in[0], in[1]); });
+  add(
+      c, "rms_norm/plain_transposed",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({5, 3}, dt, s, 65)};
+      },
+      [](const Inputs& in) { return rms_norm(in[0].t(), Tensor()); });
+  add(
+      c, "dropout",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({4, 8}, dt, s, 66)};
+      },
+      [](const Inputs& in) {
+        return dropout(in[0], 0.3, RandomKey{7, uint32_t(RngStream::Dropout), 3});
+      });
+  add(
+      c, "rope",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({2, 2, 5, 8}, dt, s, 67)};
+      },
+      [](const Inputs& in) { return rope(in[0], 10000.0, 3); });
+  add(
+      c, "attention/scaled",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({2, 2, 5, 4}, dt, s, 68), leaf({2, 2, 6, 4}, dt, s, 69),
+                leaf({2, 2, 6, 4}, dt, s, 70)};
       },
       [](const Inputs& in) { return attention(in[0], in[1], in[2]); });
-  add(c, "attention/causal_bias_mask",
+  add(
+      c, "attention/causal_bias_mask",
       [](DType dt, uint64_t s) -> Inputs {
-        return {leaf({2, 2, 5, 4}, dt, s, 71), leaf({2, 2, 5, 4}, dt, s, 72), leaf({2, 2, 5, 4}, dt, s, 73),
-                leaf({1, 2, 5, 5}, dt, s, 74), bool_tensor({1, 1, 1, 1, 1, 1, 1, 0, 1, 1}, {2, 5})};
+        return {leaf({2, 2, 5, 4}, dt, s, 71), leaf({2, 2, 5, 4}, dt, s, 72),
+                leaf({2, 2, 5, 4}, dt, s, 73), leaf({1, 2, 5, 5}, dt, s, 74),
+                bool_tensor({1, 1, 1, 1, 1, 1, 1, 0, 1, 1}, {2, 5})};
       },
       [](const Inputs& in) {
         AttentionOptions o;
@@ -268,21 +461,25 @@ std::vector<OpCase> build_cases() {
         o.key_padding_mask = in[4];
         return attention(in[0], in[1], in[2], o);
       });
-  add(c, "attention/bias_broadcast_rows",
+  add(
+      c, "attention/bias_broadcast_rows",
       [](DType dt, uint64_t s) -> Inputs {
-        return {leaf({2, 2, 4, 4}, dt, s, 77), leaf({2, 2, 6, 4}, dt, s, 78), leaf({2, 2, 6, 4}, dt, s, 79),
-                leaf({2, 1, 1, 6}, dt, s, 80)};
+        return {leaf({2, 2, 4, 4}, dt, s, 77), leaf({2, 2, 6, 4}, dt, s, 78),
+                leaf({2, 2, 6, 4}, dt, s, 79), leaf({2, 1, 1, 6}, dt, s, 80)};
       },
       [](const Inputs& in) {
         AttentionOptions o;
         o.bias = in[3];  // one bias per (batch, key): broadcast over heads and query rows
         return attention(in[0], in[1], in[2], o);
       });
-  add(c, "recompute",
-      [](DType dt, uint64_t s) -> Inputs { return {leaf({3, 4}, dt, s, 75), leaf({4, 2}, dt, s, 76)}; },
+  add(
+      c, "recompute",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({3, 4}, dt, s, 75), leaf({4, 2}, dt, s, 76)};
+      },
       [](const Inputs& in) {
-        return recompute([](const Inputs& x) { return tanh(matmul(x[0], x[1])) * x[0].narrow(1, 0, 2); },
-                         in);
+        return recompute(
+            [](const Inputs& x) { return tanh(matmul(x[0], x[1])) * x[0].narrow(1, 0, 2); }, in);
       });
   return c;
 }
@@ -296,13 +493,16 @@ const std::vector<OpCase>& op_cases() {
 
 const std::vector<std::string>& differentiable_op_names() {
   static const std::vector<std::string> names = {
-      "neg", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "relu", "gelu", "gelu_tanh",
-      "silu", "abs", "log_sigmoid", "pow", "clamp", "affine", "reciprocal", "sin", "cos",
-      "square", "add", "sub", "mul", "div", "maximum", "minimum", "where", "gated", "sum",
-      "mean", "amax", "amin", "cumsum", "view", "reshape", "transpose", "permute", "narrow",
-      "expand", "squeeze", "unsqueeze", "clone", "to_dtype", "cat", "matmul", "linear",
-      "index_select", "gather", "scatter_add", "softmax", "log_softmax", "cross_entropy",
-      "layer_norm", "rms_norm", "dropout", "rope", "attention", "recompute"};
+      "neg",         "exp",     "log",         "sqrt",          "rsqrt",        "tanh",
+      "sigmoid",     "relu",    "gelu",        "gelu_tanh",     "silu",         "abs",
+      "log_sigmoid", "pow",     "clamp",       "affine",        "reciprocal",   "sin",
+      "cos",         "square",  "add",         "sub",           "mul",          "div",
+      "maximum",     "minimum", "where",       "gated",         "sum",          "mean",
+      "amax",        "amin",    "cumsum",      "view",          "reshape",      "transpose",
+      "permute",     "narrow",  "expand",      "squeeze",       "unsqueeze",    "clone",
+      "to_dtype",    "cat",     "matmul",      "linear",        "index_select", "gather",
+      "scatter_add", "softmax", "log_softmax", "cross_entropy", "layer_norm",   "rms_norm",
+      "dropout",     "rope",    "attention",   "recompute"};
   return names;
 }
 

@@ -6,8 +6,9 @@
 namespace strata {
 
 Tensor rope(const Tensor& x, double base, int64_t pos_offset) {
-  STRATA_CHECK(is_floating(x.dtype()) && x.dim() >= 2, "rope: expected a floating tensor [..., L, D], got ",
-               shape_str(x.shape()), " ", dtype_name(x.dtype()));
+  STRATA_CHECK(is_floating(x.dtype()) && x.dim() >= 2,
+               "rope: expected a floating tensor [..., L, D], got ", shape_str(x.shape()), " ",
+               dtype_name(x.dtype()));
   STRATA_CHECK(x.size(-1) % 2 == 0, "rope: head dim must be even, got ", x.size(-1));
   STRATA_CHECK(pos_offset >= 0, "rope: negative position offset ", pos_offset);
   Tensor xc = x.contiguous();

@@ -168,14 +168,14 @@ Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
   shape[dim] = length;
   Tensor out = make_view(x, shape, x.strides(), x.offset() + start * x.strides()[dim]);
   const Shape in_shape = x.shape();
-  autograd::record("narrow", {x}, {&out}, {},
-                   [in_shape, dim, start, length](const std::vector<Tensor>& g,
-                                                  const std::vector<Tensor>&,
-                                                  const std::vector<bool>&) -> std::vector<Tensor> {
-                     Tensor gx = zeros(in_shape, g[0].dtype(), g[0].device());
-                     gx.narrow(dim, start, length).copy_(g[0]);
-                     return {gx};
-                   });
+  autograd::record(
+      "narrow", {x}, {&out}, {},
+      [in_shape, dim, start, length](const std::vector<Tensor>& g, const std::vector<Tensor>&,
+                                     const std::vector<bool>&) -> std::vector<Tensor> {
+        Tensor gx = zeros(in_shape, g[0].dtype(), g[0].device());
+        gx.narrow(dim, start, length).copy_(g[0]);
+        return {gx};
+      });
   return out;
 }
 
@@ -245,7 +245,9 @@ Tensor clone(const Tensor& x) {
   return out;
 }
 
-Tensor contiguous(const Tensor& x) { return x.is_contiguous() ? x : clone(x); }
+Tensor contiguous(const Tensor& x) {
+  return x.is_contiguous() ? x : clone(x);
+}
 
 Tensor to_dtype(const Tensor& x, DType dtype) {
   if (x.dtype() == dtype) return x;
@@ -253,11 +255,10 @@ Tensor to_dtype(const Tensor& x, DType dtype) {
   backend_for(x.device()).copy(x, out);
   if (is_floating(dtype) && is_floating(x.dtype())) {
     const DType in = x.dtype();
-    autograd::record("to_dtype", {x}, {&out}, {},
-                     [in](const std::vector<Tensor>& g, const std::vector<Tensor>&,
-                          const std::vector<bool>&) -> std::vector<Tensor> {
-                       return {g[0].to(in)};
-                     });
+    autograd::record(
+        "to_dtype", {x}, {&out}, {},
+        [in](const std::vector<Tensor>& g, const std::vector<Tensor>&,
+             const std::vector<bool>&) -> std::vector<Tensor> { return {g[0].to(in)}; });
   }
   return out;
 }
@@ -271,15 +272,15 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
   std::vector<int64_t> sizes;
   for (size_t i = 0; i < xs.size(); ++i) {
     const Tensor& t = xs[i];
-    STRATA_CHECK(t.dim() == first.dim() && t.dtype() == first.dtype() &&
-                     t.device() == first.device(),
-                 "cat: tensor ", i, " is ", shape_str(t.shape()), " ", dtype_name(t.dtype()),
-                 " on ", t.device().str(), "; tensor 0 is ", shape_str(first.shape()), " ",
-                 dtype_name(first.dtype()), " on ", first.device().str());
+    STRATA_CHECK(
+        t.dim() == first.dim() && t.dtype() == first.dtype() && t.device() == first.device(),
+        "cat: tensor ", i, " is ", shape_str(t.shape()), " ", dtype_name(t.dtype()), " on ",
+        t.device().str(), "; tensor 0 is ", shape_str(first.shape()), " ",
+        dtype_name(first.dtype()), " on ", first.device().str());
     for (int64_t d = 0; d < t.dim(); ++d)
       STRATA_CHECK(d == dim || t.shape()[d] == first.shape()[d], "cat: tensor ", i, " has shape ",
-                   shape_str(t.shape()), ", expected ", shape_str(first.shape()),
-                   " except in dim ", dim);
+                   shape_str(t.shape()), ", expected ", shape_str(first.shape()), " except in dim ",
+                   dim);
     shape[dim] += t.shape()[dim];
     sizes.push_back(t.shape()[dim]);
   }

@@ -22,7 +22,7 @@ enum class RngStream : uint32_t {
 };
 
 inline std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> ctr,
-                                              std::array<uint32_t, 2> key) {
+                                             std::array<uint32_t, 2> key) {
   constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
   constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
   for (int round = 0; round < 10; ++round) {
@@ -44,8 +44,7 @@ class Philox {
       : key_{uint32_t(seed), uint32_t(seed >> 32)},
         step_(uint32_t(step)),
         stream_(stream ^ (uint32_t(step >> 32) << 24)) {}
-  Philox(uint64_t seed, RngStream stream, uint64_t step)
-      : Philox(seed, uint32_t(stream), step) {}
+  Philox(uint64_t seed, RngStream stream, uint64_t step) : Philox(seed, uint32_t(stream), step) {}
 
   // Four 32-bit words for block b (elements 4b .. 4b+3 use one word each).
   std::array<uint32_t, 4> block(uint64_t b) const {

@@ -8,7 +8,8 @@ namespace strata {
 namespace {
 
 Tensor param(const Shape& s, uint64_t salt) {
-  return randn(s, RandomKey{5, uint32_t(RngStream::Test), salt}, DType::f64).set_requires_grad(true);
+  return randn(s, RandomKey{5, uint32_t(RngStream::Test), salt}, DType::f64)
+      .set_requires_grad(true);
 }
 
 void expect_equal(const Tensor& a, const Tensor& b, double tol = 0) {

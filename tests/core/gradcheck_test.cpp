@@ -80,7 +80,8 @@ TEST(OpRegistry, EveryDifferentiableOpHasAGradientCheck) {
     }
   }
   for (const std::string& name : differentiable_op_names())
-    EXPECT_TRUE(seen.count(name)) << "op '" << name << "' has no gradient-check case in the registry";
+    EXPECT_TRUE(seen.count(name)) << "op '" << name
+                                  << "' has no gradient-check case in the registry";
 }
 
 TEST(OpRegistry, RecordRefusesUnregisteredOps) {

@@ -50,11 +50,11 @@ TEST(Tensor, ReshapeViewsWhenPossibleAndCopiesOtherwise) {
   Tensor x = from_vector(range_values(24), {2, 3, 4});
   Tensor v = x.reshape({6, 4});
   EXPECT_EQ(v.raw_data(), x.raw_data());
-  Tensor p = x.permute({0, 2, 1});        // [2, 4, 3], not viewable as [8, 3]... but it is
-  Tensor merged = p.reshape({2, 12});     // needs a copy
+  Tensor p = x.permute({0, 2, 1});     // [2, 4, 3], not viewable as [8, 3]... but it is
+  Tensor merged = p.reshape({2, 12});  // needs a copy
   EXPECT_NE(merged.raw_data(), x.raw_data());
   EXPECT_EQ(merged.to_vector<float>()[1], 4.0f);
-  Tensor batch = p.reshape({8, 3});       // dims 0 and 1 of p merge only with a copy
+  Tensor batch = p.reshape({8, 3});  // dims 0 and 1 of p merge only with a copy
   EXPECT_EQ(batch.to_vector<float>()[3], 1.0f);
   Tensor tv = x.transpose(0, 1).reshape({3, 8});  // strides allow no view: copy
   EXPECT_EQ(tv.to_vector<float>()[4], 12.0f);
@@ -96,9 +96,8 @@ TEST(Tensor, ReductionsOverAnyDims) {
   Tensor m = from_vector(std::vector<float>{1, 5, 2, 7, 0, 3}, {2, 3});
   EXPECT_EQ(argmax(m, 1).to_vector<int64_t>(), (std::vector<int64_t>{1, 0}));
   EXPECT_EQ(argmax(m.t(), 1).to_vector<int64_t>(), (std::vector<int64_t>{1, 0, 1}));
-  EXPECT_NEAR(logsumexp(x, {2}).to_vector<double>()[0], std::log(std::exp(0.) + std::exp(1.) +
-                                                                  std::exp(2.) + std::exp(3.)),
-              1e-12);
+  EXPECT_NEAR(logsumexp(x, {2}).to_vector<double>()[0],
+              std::log(std::exp(0.) + std::exp(1.) + std::exp(2.) + std::exp(3.)), 1e-12);
   EXPECT_EQ(cumsum(from_vector(std::vector<int64_t>{1, 2, 3}, {3}), 0).to_vector<int64_t>(),
             (std::vector<int64_t>{1, 3, 6}));
 }
@@ -109,11 +108,17 @@ TEST(Tensor, ErrorsNameTheOpShapesAndFix) {
   expect_error([&] { matmul(a, b); }, {"matmul", "[2, 3]", "[4, 5]"});
   expect_error([&] { add(a, zeros({2, 3}, DType::f64)); }, {"add", "f32", "f64", ".to(dtype)"});
   expect_error([&] { a.view({5}); }, {"view", "[5]", "6"});
-  expect_error([&] { index_select(a, 0, from_vector(std::vector<int64_t>{0, 7}, {2})); },
-               {"index_select", "index 7", "size 2"});
+  expect_error(
+      [&] {
+        index_select(a, 0, from_vector(std::vector<int64_t>{0, 7}, {2}));
+      },
+      {"index_select", "index 7", "size 2"});
   expect_error([&] { a.narrow(1, 2, 5); }, {"narrow", "dim 1", "size 3"});
-  expect_error([&] { cross_entropy(zeros({2, 5}), from_vector(std::vector<int64_t>{1, 9}, {2})); },
-               {"cross_entropy", "9", "V=5"});
+  expect_error(
+      [&] {
+        cross_entropy(zeros({2, 5}), from_vector(std::vector<int64_t>{1, 9}, {2}));
+      },
+      {"cross_entropy", "9", "V=5"});
   expect_error([&] { a.item<float>(); }, {"item", "6 elements"});
   expect_error([&] { a.data<double>(); }, {"data<f64>", "f32"});
   expect_error([&] { zeros({2}).to(DType::i64).set_requires_grad(true); }, {"i64"});
@@ -145,7 +150,8 @@ TEST(Philox, KnownAnswerAndCounterIndependence) {
   EXPECT_EQ(z[1], 0xe169c58du);
   EXPECT_EQ(z[2], 0xbc57ac4cu);
   EXPECT_EQ(z[3], 0x9b00dbd8u);
-  const Philox a(42, RngStream::Dropout, 7), b(42, RngStream::Dropout, 7), c(42, RngStream::Dropout, 8);
+  const Philox a(42, RngStream::Dropout, 7), b(42, RngStream::Dropout, 7),
+      c(42, RngStream::Dropout, 8);
   EXPECT_EQ(a.bits(123456789), b.bits(123456789));
   EXPECT_NE(a.bits(5), c.bits(5));
 }
@@ -180,8 +186,10 @@ TEST(Dropout, RateScaleAndLayoutIndependence) {
   const auto y = dropout(x, 0.1, key).to_vector<float>();
   int64_t zeros_count = 0;
   for (float v : y) {
-    if (v == 0) ++zeros_count;
-    else EXPECT_FLOAT_EQ(v, 1.0f / 0.9f);
+    if (v == 0)
+      ++zeros_count;
+    else
+      EXPECT_FLOAT_EQ(v, 1.0f / 0.9f);
   }
   // 10^6 Bernoulli(0.1): standard deviation 300; allow 5 sigma.
   EXPECT_NEAR(double(zeros_count), 1e5, 1500);

@@ -33,16 +33,15 @@ class CpuBackend final : public Backend {
   void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override;
   void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) override;
   void gather(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override;
-  void scatter_add(const Tensor& out, int64_t dim, const Tensor& index,
-                   const Tensor& src) override;
+  void scatter_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) override;
 
   void softmax(const Tensor& x, const Tensor& y, bool log) override;
   void softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx, bool log) override;
   void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, double eps, const Tensor& y,
                   const Tensor& mean, const Tensor& rstd) override;
-  void layer_norm_backward(const Tensor& x, const Tensor& w, const Tensor& mean,
-                           const Tensor& rstd, const Tensor& dy, const Tensor& dx,
-                           const Tensor& dw, const Tensor& db) override;
+  void layer_norm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
+                           const Tensor& dy, const Tensor& dx, const Tensor& dw,
+                           const Tensor& db) override;
   void rms_norm(const Tensor& x, const Tensor& w, double eps, const Tensor& y,
                 const Tensor& rstd) override;
   void rms_norm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy,
@@ -60,8 +59,8 @@ class CpuBackend final : public Backend {
                  const Tensor& lse) override;
   void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias,
                           const Tensor& key_mask, AttentionParams p, const Tensor& out,
-                          const Tensor& lse, const Tensor& dout, const Tensor& dq,
-                          const Tensor& dk, const Tensor& dv, const Tensor& dbias) override;
+                          const Tensor& lse, const Tensor& dout, const Tensor& dq, const Tensor& dk,
+                          const Tensor& dv, const Tensor& dbias) override;
 };
 
 }  // namespace strata::cpu

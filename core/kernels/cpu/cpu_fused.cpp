@@ -12,8 +12,12 @@ namespace strata::cpu {
 
 namespace {
 
-int64_t rows_of(const Tensor& t) { return t.dim() ? t.numel() / t.size(-1) : 1; }
-int64_t cols_of(const Tensor& t) { return t.dim() ? t.size(-1) : 1; }
+int64_t rows_of(const Tensor& t) {
+  return t.dim() ? t.numel() / t.size(-1) : 1;
+}
+int64_t cols_of(const Tensor& t) {
+  return t.dim() ? t.size(-1) : 1;
+}
 
 template <class P>
 P* opt_data(const Tensor& t) {
@@ -38,8 +42,8 @@ void CpuBackend::layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, d
                             const Tensor& y, const Tensor& mean, const Tensor& rstd) {
   dispatch_floating(x.dtype(), "layer_norm", [&]<class T>() {
     using A = acc_t<T>;
-    layer_norm_forward<T>(x.data<T>(), opt_data<T>(w), opt_data<T>(b), y.data<T>(),
-                          mean.data<A>(), rstd.data<A>(), rows_of(x), cols_of(x), eps);
+    layer_norm_forward<T>(x.data<T>(), opt_data<T>(w), opt_data<T>(b), y.data<T>(), mean.data<A>(),
+                          rstd.data<A>(), rows_of(x), cols_of(x), eps);
   });
 }
 
@@ -91,8 +95,8 @@ void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targ
     STRATA_CHECK(dloss.dtype() == dtype_of<A>(), "cross_entropy_backward: loss gradient is ",
                  dtype_name(dloss.dtype()));
     cpu::cross_entropy_backward<T>(logits.data<T>(), target.data<int64_t>(), lse.data<A>(),
-                                   dloss.data<A>(), rows_of(logits), cols_of(logits),
-                                   ignore_index, smoothing, dlogits.data<T>());
+                                   dloss.data<A>(), rows_of(logits), cols_of(logits), ignore_index,
+                                   smoothing, dlogits.data<T>());
   });
 }
 
@@ -183,8 +187,8 @@ void CpuBackend::attention_backward(const Tensor& q, const Tensor& k, const Tens
       STRATA_FAIL("attention: bf16 is not supported on the CPU");
     } else {
       cpu::attention_backward<T>(attention_args<T>(q, k, v, bias, key_mask, p), out.data<T>(),
-                                 lse.data<acc_t<T>>(), dout.data<T>(), dq.data<T>(),
-                                 dk.data<T>(), dv.data<T>(), opt_data<T>(dbias));
+                                 lse.data<acc_t<T>>(), dout.data<T>(), dq.data<T>(), dk.data<T>(),
+                                 dv.data<T>(), opt_data<T>(dbias));
     }
   });
 }

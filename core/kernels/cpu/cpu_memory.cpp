@@ -59,10 +59,11 @@ void CpuBackend::fill(const Tensor& dst, double value) {
       v = T(value);
     // A zero-stride source broadcast over dst.
     const auto L = make_layout<1>(dst.shape(), {&dst});
-    for_each_run<1>(L, base_pointers<1>({&dst}),
-                    [&](const std::array<char*, 1>& p, int64_t len, const std::array<int64_t, 1>& st) {
-                      for (int64_t i = 0; i < len; ++i) *reinterpret_cast<T*>(p[0] + i * st[0]) = v;
-                    });
+    for_each_run<1>(
+        L, base_pointers<1>({&dst}),
+        [&](const std::array<char*, 1>& p, int64_t len, const std::array<int64_t, 1>& st) {
+          for (int64_t i = 0; i < len; ++i) *reinterpret_cast<T*>(p[0] + i * st[0]) = v;
+        });
   });
 }
 

@@ -60,7 +60,8 @@ void CpuBackend::reduce(ReduceOp op, const Tensor& x, std::span<const int64_t> d
       T* op_out = out.data<T>();
       // Leading dims reduced over a contiguous tensor (bias gradients): stream rows, each thread
       // owning a slice of the outputs, so reads stay sequential and the order stays fixed.
-      const bool leading = x.is_contiguous() && !dims.empty() && dims.back() == int64_t(dims.size()) - 1;
+      const bool leading =
+          x.is_contiguous() && !dims.empty() && dims.back() == int64_t(dims.size()) - 1;
       if ((op == ReduceOp::Sum || op == ReduceOp::Mean) && leading && K > 1) {
         constexpr int64_t kSlice = 256;
         const int64_t slices = (K + kSlice - 1) / kSlice;

@@ -66,8 +66,8 @@ StridedLayout<N> make_layout(const Shape& shape, const std::array<const Tensor*,
 // Calls run(ptrs, len, inner_strides) for consecutive runs of the innermost dim covering
 // [begin, end) of the linear element order.
 template <size_t N, class Run>
-void for_each_run_range(const StridedLayout<N>& L, const std::array<char*, N>& base,
-                        int64_t begin, int64_t end, Run&& run) {
+void for_each_run_range(const StridedLayout<N>& L, const std::array<char*, N>& base, int64_t begin,
+                        int64_t end, Run&& run) {
   const int nd = L.ndim;
   std::array<int64_t, kMaxDims> idx{};
   int64_t rem = begin;
@@ -122,58 +122,61 @@ std::array<char*, N> base_pointers(const std::array<const Tensor*, N>& ts) {
 template <class Out, class A, class F>
 void map1(const Tensor& out, const Tensor& a, F&& f) {
   const auto L = make_layout<2>(out.shape(), {&out, &a});
-  for_each_run<2>(L, base_pointers<2>({&out, &a}),
-                  [&](const std::array<char*, 2>& p, int64_t len, const std::array<int64_t, 2>& st) {
-                    Out* o = reinterpret_cast<Out*>(p[0]);
-                    const A* x = reinterpret_cast<const A*>(p[1]);
-                    if (st[0] == sizeof(Out) && st[1] == sizeof(A)) {
-                      for (int64_t i = 0; i < len; ++i) o[i] = f(x[i]);
-                    } else {
-                      for (int64_t i = 0; i < len; ++i)
-                        *reinterpret_cast<Out*>(p[0] + i * st[0]) =
-                            f(*reinterpret_cast<const A*>(p[1] + i * st[1]));
-                    }
-                  });
+  for_each_run<2>(
+      L, base_pointers<2>({&out, &a}),
+      [&](const std::array<char*, 2>& p, int64_t len, const std::array<int64_t, 2>& st) {
+        Out* o = reinterpret_cast<Out*>(p[0]);
+        const A* x = reinterpret_cast<const A*>(p[1]);
+        if (st[0] == sizeof(Out) && st[1] == sizeof(A)) {
+          for (int64_t i = 0; i < len; ++i) o[i] = f(x[i]);
+        } else {
+          for (int64_t i = 0; i < len; ++i)
+            *reinterpret_cast<Out*>(p[0] + i * st[0]) =
+                f(*reinterpret_cast<const A*>(p[1] + i * st[1]));
+        }
+      });
 }
 
 // out[i] = f(a[i], b[i]); the broadcast-scalar case (stride 0) keeps a vectorisable loop.
 template <class Out, class A, class B, class F>
 void map2(const Tensor& out, const Tensor& a, const Tensor& b, F&& f) {
   const auto L = make_layout<3>(out.shape(), {&out, &a, &b});
-  for_each_run<3>(L, base_pointers<3>({&out, &a, &b}),
-                  [&](const std::array<char*, 3>& p, int64_t len, const std::array<int64_t, 3>& st) {
-                    Out* o = reinterpret_cast<Out*>(p[0]);
-                    const A* x = reinterpret_cast<const A*>(p[1]);
-                    const B* y = reinterpret_cast<const B*>(p[2]);
-                    if (st[0] == sizeof(Out) && st[1] == sizeof(A) && st[2] == sizeof(B)) {
-                      for (int64_t i = 0; i < len; ++i) o[i] = f(x[i], y[i]);
-                    } else if (st[0] == sizeof(Out) && st[1] == sizeof(A) && st[2] == 0) {
-                      const B yv = *y;
-                      for (int64_t i = 0; i < len; ++i) o[i] = f(x[i], yv);
-                    } else if (st[0] == sizeof(Out) && st[1] == 0 && st[2] == sizeof(B)) {
-                      const A xv = *x;
-                      for (int64_t i = 0; i < len; ++i) o[i] = f(xv, y[i]);
-                    } else {
-                      for (int64_t i = 0; i < len; ++i)
-                        *reinterpret_cast<Out*>(p[0] + i * st[0]) =
-                            f(*reinterpret_cast<const A*>(p[1] + i * st[1]),
-                              *reinterpret_cast<const B*>(p[2] + i * st[2]));
-                    }
-                  });
+  for_each_run<3>(
+      L, base_pointers<3>({&out, &a, &b}),
+      [&](const std::array<char*, 3>& p, int64_t len, const std::array<int64_t, 3>& st) {
+        Out* o = reinterpret_cast<Out*>(p[0]);
+        const A* x = reinterpret_cast<const A*>(p[1]);
+        const B* y = reinterpret_cast<const B*>(p[2]);
+        if (st[0] == sizeof(Out) && st[1] == sizeof(A) && st[2] == sizeof(B)) {
+          for (int64_t i = 0; i < len; ++i) o[i] = f(x[i], y[i]);
+        } else if (st[0] == sizeof(Out) && st[1] == sizeof(A) && st[2] == 0) {
+          const B yv = *y;
+          for (int64_t i = 0; i < len; ++i) o[i] = f(x[i], yv);
+        } else if (st[0] == sizeof(Out) && st[1] == 0 && st[2] == sizeof(B)) {
+          const A xv = *x;
+          for (int64_t i = 0; i < len; ++i) o[i] = f(xv, y[i]);
+        } else {
+          for (int64_t i = 0; i < len; ++i)
+            *reinterpret_cast<Out*>(p[0] + i * st[0]) =
+                f(*reinterpret_cast<const A*>(p[1] + i * st[1]),
+                  *reinterpret_cast<const B*>(p[2] + i * st[2]));
+        }
+      });
 }
 
 // out[i] = f(a[i], b[i], c[i]).
 template <class Out, class A, class B, class C, class F>
 void map3(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& c, F&& f) {
   const auto L = make_layout<4>(out.shape(), {&out, &a, &b, &c});
-  for_each_run<4>(L, base_pointers<4>({&out, &a, &b, &c}),
-                  [&](const std::array<char*, 4>& p, int64_t len, const std::array<int64_t, 4>& st) {
-                    for (int64_t i = 0; i < len; ++i)
-                      *reinterpret_cast<Out*>(p[0] + i * st[0]) =
-                          f(*reinterpret_cast<const A*>(p[1] + i * st[1]),
-                            *reinterpret_cast<const B*>(p[2] + i * st[2]),
-                            *reinterpret_cast<const C*>(p[3] + i * st[3]));
-                  });
+  for_each_run<4>(
+      L, base_pointers<4>({&out, &a, &b, &c}),
+      [&](const std::array<char*, 4>& p, int64_t len, const std::array<int64_t, 4>& st) {
+        for (int64_t i = 0; i < len; ++i)
+          *reinterpret_cast<Out*>(p[0] + i * st[0]) =
+              f(*reinterpret_cast<const A*>(p[1] + i * st[1]),
+                *reinterpret_cast<const B*>(p[2] + i * st[2]),
+                *reinterpret_cast<const C*>(p[3] + i * st[3]));
+      });
 }
 
 }  // namespace strata::cpu
