@@ -31,12 +31,7 @@ BertConfig fixture_config(const io::H5File& f) {
   return c;
 }
 
-struct Result {
-  double loss_err = 0, logits_err = 0, worst_grad_err = 0;
-  std::string worst_grad;
-};
-
-Result run_parity(DType dtype) {
+testing::ParityResult run_parity(DType dtype) {
   auto f = open_fixture();
   BertMLM model(fixture_config(f), 0);
   model.to(dtype);
@@ -50,34 +45,17 @@ Result run_parity(DType dtype) {
   const MLMOutput out = model.mlm(ids, labels, mask);
   out.loss.backward();
   EXPECT_EQ(out.loss.dtype(), dtype);
-  Result r;
-  r.loss_err = rel_err(out.loss, f.read(tag + "/loss"));
-  r.logits_err = rel_err(out.logits, f.read(tag + "/logits"));
-  for (auto& [name, t] : params) {
-    EXPECT_TRUE(t.grad().defined()) << name;
-    if (!t.grad().defined()) continue;
-    const double e = rel_err(t.grad(), f.read(tag + "/grad/" + name));
-    if (e >= r.worst_grad_err) r.worst_grad_err = e, r.worst_grad = name;
-  }
+  const testing::ParityResult r =
+      testing::compare_with_fixture(f, tag, out.loss, out.logits, params);
   return r;
 }
 
 TEST(BertParityTest, MatchesTorchInF32) {
-  const Result r = run_parity(DType::f32);
-  std::printf("f32: loss %.3g, logits %.3g, worst grad %.3g (%s)\n", r.loss_err, r.logits_err,
-              r.worst_grad_err, r.worst_grad.c_str());
-  EXPECT_LT(r.loss_err, 1e-5);
-  EXPECT_LT(r.logits_err, 1e-5);
-  EXPECT_LT(r.worst_grad_err, 1e-4) << r.worst_grad;
+  testing::expect_parity(run_parity(DType::f32), DType::f32);
 }
 
 TEST(BertParityTest, MatchesTorchInF64) {
-  const Result r = run_parity(DType::f64);
-  std::printf("f64: loss %.3g, logits %.3g, worst grad %.3g (%s)\n", r.loss_err, r.logits_err,
-              r.worst_grad_err, r.worst_grad.c_str());
-  EXPECT_LT(r.loss_err, 1e-10);
-  EXPECT_LT(r.logits_err, 1e-10);
-  EXPECT_LT(r.worst_grad_err, 1e-10) << r.worst_grad;
+  testing::expect_parity(run_parity(DType::f64), DType::f64);
 }
 
 BertConfig tiny() {

@@ -10,12 +10,7 @@ namespace {
 
 using testing::rel_err;
 
-struct Result {
-  double loss_err = 0, logits_err = 0, worst_grad_err = 0;
-  std::string worst_grad;
-};
-
-Result run_parity(DType dtype) {
+testing::ParityResult run_parity(DType dtype) {
   auto f =
       io::H5File::open(std::string(STRATA_FIXTURE_DIR) + "/decoder.h5", io::H5File::Mode::Read);
   DecoderConfig cfg;
@@ -38,16 +33,8 @@ Result run_parity(DType dtype) {
   Tensor logits = model.forward(ids);
   Tensor loss = cross_entropy(logits, targets);
   loss.backward();
-  Result r;
-  r.logits_err = rel_err(logits, f.read("/logits"));
-  r.loss_err = rel_err(loss, f.read("/loss"));
   EXPECT_EQ(logits.dtype(), dtype);
-  for (auto& [name, t] : params) {
-    EXPECT_TRUE(t.grad().defined()) << name;
-    if (!t.grad().defined()) continue;
-    const double e = rel_err(t.grad(), f.read("/grad/" + name));
-    if (e >= r.worst_grad_err) r.worst_grad_err = e, r.worst_grad = name;
-  }
+  const testing::ParityResult r = testing::compare_with_fixture(f, "", loss, logits, params);
   // loss() is the same computation.
   model.zero_grad();
   EXPECT_LT(rel_err(model.loss(ids, targets), loss), dtype == DType::f64 ? 1e-15 : 1e-7);
@@ -55,22 +42,11 @@ Result run_parity(DType dtype) {
 }
 
 TEST(DecoderParityTest, MatchesTorchInF32) {
-  const Result r = run_parity(DType::f32);
-  RecordProperty("logits_rel_err", std::to_string(r.logits_err));
-  std::printf("f32: loss %.3g, logits %.3g, worst grad %.3g (%s)\n", r.loss_err, r.logits_err,
-              r.worst_grad_err, r.worst_grad.c_str());
-  EXPECT_LT(r.loss_err, 1e-5);
-  EXPECT_LT(r.logits_err, 1e-5);
-  EXPECT_LT(r.worst_grad_err, 1e-4) << r.worst_grad;
+  testing::expect_parity(run_parity(DType::f32), DType::f32);
 }
 
 TEST(DecoderParityTest, MatchesTorchInF64) {
-  const Result r = run_parity(DType::f64);
-  std::printf("f64: loss %.3g, logits %.3g, worst grad %.3g (%s)\n", r.loss_err, r.logits_err,
-              r.worst_grad_err, r.worst_grad.c_str());
-  EXPECT_LT(r.loss_err, 1e-10);
-  EXPECT_LT(r.logits_err, 1e-10);
-  EXPECT_LT(r.worst_grad_err, 1e-10) << r.worst_grad;
+  testing::expect_parity(run_parity(DType::f64), DType::f64);
 }
 
 }  // namespace

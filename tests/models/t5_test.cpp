@@ -130,12 +130,7 @@ std::unique_ptr<T5Model> load_fixture_model(const io::H5File& f, DType dtype) {
   return model;
 }
 
-struct Result {
-  double loss_err = 0, logits_err = 0, worst_grad_err = 0;
-  std::string worst_grad;
-};
-
-Result run_parity(DType dtype) {
+testing::ParityResult run_parity(DType dtype) {
   auto f = io::H5File::open(fixture(), io::H5File::Mode::Read);
   auto model = load_fixture_model(f, dtype);
   const std::string d = dtype == DType::f64 ? "/f64" : "/f32";
@@ -148,34 +143,17 @@ Result run_parity(DType dtype) {
   Tensor loss = model->loss(ids, labels, mask);
   loss.backward();
   EXPECT_EQ(logits.dtype(), dtype);
-  Result r;
-  r.logits_err = rel_err(logits, f.read(d + "/logits"));
-  r.loss_err = rel_err(loss, f.read(d + "/loss"));
-  for (auto& [name, t] : model->named_parameters()) {
-    EXPECT_TRUE(t.grad().defined()) << name;
-    if (!t.grad().defined()) continue;
-    const double e = rel_err(t.grad(), f.read(d + "/grad/" + name));
-    if (e >= r.worst_grad_err) r.worst_grad_err = e, r.worst_grad = name;
-  }
+  const testing::ParityResult r =
+      testing::compare_with_fixture(f, d, loss, logits, model->named_parameters());
   return r;
 }
 
 TEST(T5ParityTest, MatchesHuggingFaceInF32) {
-  const Result r = run_parity(DType::f32);
-  std::printf("f32: loss %.3g, logits %.3g, worst grad %.3g (%s)\n", r.loss_err, r.logits_err,
-              r.worst_grad_err, r.worst_grad.c_str());
-  EXPECT_LT(r.loss_err, 1e-5);
-  EXPECT_LT(r.logits_err, 1e-5);
-  EXPECT_LT(r.worst_grad_err, 1e-4) << r.worst_grad;
+  testing::expect_parity(run_parity(DType::f32), DType::f32);
 }
 
 TEST(T5ParityTest, MatchesHuggingFaceInF64) {
-  const Result r = run_parity(DType::f64);
-  std::printf("f64: loss %.3g, logits %.3g, worst grad %.3g (%s)\n", r.loss_err, r.logits_err,
-              r.worst_grad_err, r.worst_grad.c_str());
-  EXPECT_LT(r.loss_err, 1e-10);
-  EXPECT_LT(r.logits_err, 1e-10);
-  EXPECT_LT(r.worst_grad_err, 1e-10) << r.worst_grad;
+  testing::expect_parity(run_parity(DType::f64), DType::f64);
 }
 
 TEST(T5DecodeTest, GreedyWithCacheEqualsRecomputeAndHuggingFace) {

@@ -1,10 +1,15 @@
 #pragma once
 // Shared helpers for the models tests.
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <string>
 #include <vector>
 
+#include "core/io/hdf5_file.h"
 #include "core/ops.h"
 #include "core/random/philox.h"
 #include "models/decoder_lm.h"
@@ -49,6 +54,39 @@ inline Tensor random_ids(int64_t B, int64_t L, int64_t vocab, uint64_t seed) {
   for (double v : u.to_vector<double>())
     ids.push_back(std::min<int64_t>(int64_t(v * double(vocab)), vocab - 1));
   return from_vector<int64_t>(ids, {B, L});
+}
+
+// How far a model's loss, logits and parameter gradients are from a PyTorch fixture group
+// holding "<group>/loss", "<group>/logits" and "<group>/grad/<parameter name>".
+struct ParityResult {
+  double loss_err = 0, logits_err = 0, worst_grad_err = 0;
+  std::string worst_grad;
+};
+
+inline ParityResult compare_with_fixture(
+    const io::H5File& f, const std::string& group, const Tensor& loss, const Tensor& logits,
+    const std::vector<std::pair<std::string, Tensor>>& params) {
+  ParityResult r;
+  r.loss_err = rel_err(loss, f.read(group + "/loss"));
+  r.logits_err = rel_err(logits, f.read(group + "/logits"));
+  for (const auto& [name, t] : params) {
+    EXPECT_TRUE(t.grad().defined()) << name;
+    if (!t.grad().defined()) continue;
+    const double e = rel_err(t.grad(), f.read(group + "/grad/" + name));
+    if (e >= r.worst_grad_err) r.worst_grad_err = e, r.worst_grad = name;
+  }
+  return r;
+}
+
+// The tolerances of issues 5 and 6: loss and logits within 1e-5 and gradients within 1e-4 in
+// f32; everything within 1e-10 in f64.
+inline void expect_parity(const ParityResult& r, DType dtype) {
+  std::printf("%s: loss %.3g, logits %.3g, worst grad %.3g (%s)\n", dtype_name(dtype).data(),
+              r.loss_err, r.logits_err, r.worst_grad_err, r.worst_grad.c_str());
+  const bool f64 = dtype == DType::f64;
+  EXPECT_LT(r.loss_err, f64 ? 1e-10 : 1e-5);
+  EXPECT_LT(r.logits_err, f64 ? 1e-10 : 1e-5);
+  EXPECT_LT(r.worst_grad_err, f64 ? 1e-10 : 1e-4) << r.worst_grad;
 }
 
 }  // namespace strata::models::testing
