@@ -46,23 +46,6 @@ int64_t pick_token(const std::vector<double>& logits, const GenerateOptions& opt
   return order[keep - 1];
 }
 
-namespace {
-
-// Restores the model's train/eval mode on scope exit.
-class EvalScope {
- public:
-  explicit EvalScope(Module& m) : m_(m), was_training_(m.is_training()) { m_.eval(); }
-  ~EvalScope() { m_.train(was_training_); }
-  EvalScope(const EvalScope&) = delete;
-  EvalScope& operator=(const EvalScope&) = delete;
-
- private:
-  Module& m_;
-  bool was_training_;
-};
-
-}  // namespace
-
 Tensor generate(CausalLM& model, const Tensor& prompt, const GenerateOptions& opt) {
   STRATA_CHECK(prompt.dim() == 2 && prompt.size(1) >= 1 &&
                    (prompt.dtype() == DType::i64 || prompt.dtype() == DType::i32),
@@ -71,7 +54,7 @@ Tensor generate(CausalLM& model, const Tensor& prompt, const GenerateOptions& op
   STRATA_CHECK(opt.max_new_tokens >= 0, "generate: max_new_tokens must be >= 0, got ",
                opt.max_new_tokens);
   NoGradGuard no_grad;
-  EvalScope eval(model);
+  EvalModeGuard eval(model);
   const int64_t B = prompt.size(0), L = prompt.size(1), V = model.vocab_size();
   const int64_t total = L + opt.max_new_tokens;
   std::vector<int64_t> seq = prompt.to(DType::i64).contiguous().to_vector<int64_t>();

@@ -120,4 +120,18 @@ class ModuleList : public Module {
   std::vector<std::shared_ptr<M>> items_;
 };
 
+// Puts a module in eval mode for a scope (generation, evaluation) and restores its previous
+// train/eval mode on exit.
+class EvalModeGuard {
+ public:
+  explicit EvalModeGuard(Module& m) : m_(m), was_training_(m.is_training()) { m_.eval(); }
+  ~EvalModeGuard() { m_.train(was_training_); }
+  EvalModeGuard(const EvalModeGuard&) = delete;
+  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
+
+ private:
+  Module& m_;
+  bool was_training_;
+};
+
 }  // namespace strata::models

@@ -368,29 +368,13 @@ Tensor T5Model::decode_step(const Tensor& ids, T5DecodeState& state) const {
       decoder_->forward(h, state.memory, state.memory_mask, &state.self, &state.cross, key));
 }
 
-namespace {
-
-class EvalScope {
- public:
-  explicit EvalScope(Module& m) : m_(m), was_training_(m.is_training()) { m_.eval(); }
-  ~EvalScope() { m_.train(was_training_); }
-  EvalScope(const EvalScope&) = delete;
-  EvalScope& operator=(const EvalScope&) = delete;
-
- private:
-  Module& m_;
-  bool was_training_;
-};
-
-}  // namespace
-
 Tensor T5Model::generate(const Tensor& input_ids, const Tensor& encoder_mask,
                          const T5GenerateOptions& opt) {
   check_ids(input_ids, "input ids");
   STRATA_CHECK(opt.max_new_tokens >= 0, "T5Model::generate: max_new_tokens must be >= 0, got ",
                opt.max_new_tokens);
   NoGradGuard no_grad;
-  EvalScope eval(*this);
+  EvalModeGuard eval(*this);
   const int64_t B = input_ids.size(0), V = cfg_.vocab;
   const Tensor memory = encode(input_ids, encoder_mask);
   std::vector<std::vector<int64_t>> rows(size_t(B), std::vector<int64_t>{cfg_.decoder_start_id});

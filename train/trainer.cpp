@@ -57,8 +57,7 @@ Eval evaluate(models::DecoderLM& model, const data::SampleSource& samples,
               const data::Objective& objective, const data::Permutation& order,
               const data::LoaderOptions& lo, int64_t batches) {
   NoGradGuard no_grad;
-  const bool was_training = model.is_training();
-  model.eval();
+  models::EvalModeGuard eval_mode(model);
   Eval e;
   int64_t counted = 0;
   for (int64_t b = 0; b < batches; ++b) {
@@ -73,7 +72,6 @@ Eval evaluate(models::DecoderLM& model, const data::SampleSource& samples,
     e.accuracy += double(sum(hits).item<int64_t>());
     counted += sum(valid).item<int64_t>();
   }
-  model.train(was_training);
   e.loss /= double(batches);
   e.accuracy /= double(std::max<int64_t>(counted, 1));
   return e;
