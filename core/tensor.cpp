@@ -187,11 +187,10 @@ Tensor& Tensor::fill_(double value) {
 
 Tensor& Tensor::copy_(const Tensor& src) {
   check_inplace(*this, "copy_");
-  broadcast_shapes(src.shape(), shape(), "copy_");
   STRATA_CHECK(broadcast_shapes(src.shape(), shape(), "copy_") == shape(),
                "copy_: source of shape ", shape_str(src.shape()),
                " does not broadcast to destination ", shape_str(shape()));
-  backend_for(device()).copy(src.device() == device() ? src.expand(shape()) : src, *this);
+  backend_for(device()).copy(src.device() == device() ? broadcast_to(src, shape()) : src, *this);
   storage().bump_version();
   return *this;
 }

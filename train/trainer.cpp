@@ -258,6 +258,7 @@ TrainResult train_decoder(const TrainOptions& o, std::ostream& log) {
   opt->set_lr(schedule.lr(clock));
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t first_step = step;
+  const double first_fraction = schedule.fraction(clock);  // of the budget, at start or resume
   auto window_start = t0;
   int64_t window_tokens = 0;
   while (!schedule.done(clock)) {
@@ -300,7 +301,7 @@ TrainResult train_decoder(const TrainOptions& o, std::ostream& log) {
       const double mfu = peak > 0 ? tok_s * flops_per_token / (peak * 1e9) : 0.0;
       const double frac = schedule.fraction(clock);
       const double elapsed = std::chrono::duration<double>(now - t0).count();
-      const double done_here = frac - (double(first_step) / std::max(1.0, double(step)) * frac);
+      const double done_here = frac - first_fraction;
       const double eta = done_here > 0 ? elapsed * (1 - frac) / done_here : 0;
       const auto mem = Runtime::get().memory_stats();
       char line[256];
