@@ -64,6 +64,12 @@ struct RandomKey {
   uint32_t stream = 0;
   uint64_t step = 0;
   uint64_t index_offset = 0;  // global index of element 0 (a shard of a larger tensor)
+  // Dropout only: x's leading dimension holds rows row_first, row_first + row_stride, ... of a
+  // larger batch (a data-parallel rank's rows), so local element i of row j draws the number of
+  // its place in that batch, ((j * row_stride + row_first) * row_elems + i % row_elems) with
+  // row_elems = numel / size(0), and every layout draws the one-process masks. 0 / 1: as is.
+  int64_t row_first = 0;
+  int64_t row_stride = 1;
 };
 
 struct AttentionParams {

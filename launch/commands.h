@@ -10,5 +10,6 @@ Command make_tokenizer_command();
 Command make_inspect_command();
 Command make_train_command();
 Command make_generate_command();
+Command make_finetune_command();
 
 }  // namespace strata::launch

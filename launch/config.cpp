@@ -7,8 +7,11 @@
 #include <map>
 #include <sstream>
 
+#include <mpi.h>
+
 #include "core/error.h"
 #include "core/text.h"
+#include "parallel/mpi_env.h"
 
 namespace strata::launch {
 
@@ -126,6 +129,18 @@ std::optional<Config> parse_command(const Command& command, const std::vector<st
   return Config(std::move(vars), &options);
 }
 
+namespace {
+
+// This process's rank in an MPI job, 0 without one.
+int world_rank() {
+  if (!parallel::MpiEnv::active()) return 0;
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
+}
+
+}  // namespace
+
 int run_main(std::span<const Command> commands, int argc, char** argv) {
   auto list = [&](std::ostream& os) {
     os << "usage: strata <command> [--config FILE.ini]... [--section.key value]...\n\ncommands:\n";
@@ -153,17 +168,31 @@ int run_main(std::span<const Command> commands, int argc, char** argv) {
   }
   const std::vector<std::string> args(argv + 2, argv + argc);
   po::options_description options("options of strata " + name);
+  // In an MPI job every rank meets the same configuration errors: world rank 0 prints them, and
+  // every rank exits non-zero, so the job fails with one copy of the message.
+  const int rank = world_rank();
+  const bool speaks = rank == 0;
+  std::ostringstream silent;
+  std::ostream& out = speaks ? std::cout : silent;
+  std::ostream& err = speaks ? std::cerr : silent;
   std::optional<Config> config;
   try {
-    config = parse_command(*it, args, options, std::cout);
+    config = parse_command(*it, args, options, out);
   } catch (const Error& e) {
-    std::cerr << e.what() << "\n";
+    err << e.what() << "\n";
     return 2;
   }
   if (!config) return 0;
   try {
     return it->run(*config);
+  } catch (const Error& e) {
+    // strata::Error: a check every rank makes alike (configuration, layout, sizes) or that the
+    // ranks agreed on (train/parallel_agreement.h).
+    err << "strata " << name << ": error: " << e.what() << "\n";
+    return 1;
   } catch (const std::exception& e) {
+    // Anything else (out of memory, I/O) may have hit this rank alone: say which.
+    if (!speaks) std::cerr << "[rank " << rank << "] ";
     std::cerr << "strata " << name << ": error: " << e.what() << "\n";
     return 1;
   }

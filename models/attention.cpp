@@ -2,6 +2,8 @@
 
 #include "core/error.h"
 #include "core/ops.h"
+#include "models/tp_linear.h"
+#include "parallel/tp_mappings.h"
 
 namespace strata::models {
 
@@ -20,22 +22,61 @@ AttentionConfig resolved(AttentionConfig c) {
   }
   STRATA_CHECK(!c.rope || c.head_dim % 2 == 0,
                "MultiHeadAttention: RoPE needs an even head_dim, got ", c.head_dim);
+  if (c.tp != nullptr) {
+    const int tp = c.tp->size();
+    STRATA_CHECK(c.n_heads % tp == 0, "MultiHeadAttention: n_heads ", c.n_heads,
+                 " is not divisible by the tensor-parallel size ", tp);
+    STRATA_CHECK(c.n_kv_heads % tp == 0, "MultiHeadAttention: n_kv_heads ", c.n_kv_heads,
+                 " is not divisible by the tensor-parallel size ", tp);
+  }
   return c;
+}
+
+parallel::Communicator* active_tp(const AttentionConfig& c) {
+  return c.tp != nullptr && c.tp->size() > 1 ? c.tp : nullptr;
 }
 
 }  // namespace
 
 MultiHeadAttention::MultiHeadAttention(const AttentionConfig& cfg)
-    : Module("MultiHeadAttention"), cfg_(resolved(cfg)) {
+    : Module("MultiHeadAttention"),
+      cfg_(resolved(cfg)),
+      tp_(active_tp(cfg_)),
+      local_heads_(cfg_.n_heads / (tp_ ? tp_->size() : 1)),
+      local_kv_heads_(cfg_.n_kv_heads / (tp_ ? tp_->size() : 1)) {
   const int64_t d = cfg_.d_model, dh = cfg_.head_dim;
-  q_proj_ = register_module("q_proj", std::make_shared<Linear>(d, cfg_.n_heads * dh, cfg_.bias,
-                                                               cfg_.q_init.value_or(cfg_.init)));
+  const Init q_init = cfg_.q_init.value_or(cfg_.init);
+  if (tp_ != nullptr) {
+    using Column = ColumnParallelLinear;
+    using Row = RowParallelLinear;
+    const auto in_region = Column::Input::InRegion;
+    auto& tp = *tp_;
+    q_proj_ =
+        register_module("q_proj", std::make_shared<Column>(d, cfg_.n_heads * dh, cfg_.bias, q_init,
+                                                           Init::zeros(), tp, in_region, "q_proj"));
+    k_proj_ = register_module(
+        "k_proj", std::make_shared<Column>(d, cfg_.n_kv_heads * dh, cfg_.bias, cfg_.init,
+                                           Init::zeros(), tp, in_region, "k_proj"));
+    v_proj_ = register_module(
+        "v_proj", std::make_shared<Column>(d, cfg_.n_kv_heads * dh, cfg_.bias, cfg_.init,
+                                           Init::zeros(), tp, in_region, "v_proj"));
+    o_proj_ = register_module(
+        "o_proj", std::make_shared<Row>(cfg_.n_heads * dh, d, cfg_.bias, cfg_.out_init,
+                                        Init::zeros(), tp, Row::Input::Split, "attn.o_proj"));
+    return;
+  }
+  q_proj_ =
+      register_module("q_proj", std::make_shared<Linear>(d, cfg_.n_heads * dh, cfg_.bias, q_init));
   k_proj_ = register_module(
       "k_proj", std::make_shared<Linear>(d, cfg_.n_kv_heads * dh, cfg_.bias, cfg_.init));
   v_proj_ = register_module(
       "v_proj", std::make_shared<Linear>(d, cfg_.n_kv_heads * dh, cfg_.bias, cfg_.init));
   o_proj_ = register_module(
       "o_proj", std::make_shared<Linear>(cfg_.n_heads * dh, d, cfg_.bias, cfg_.out_init));
+}
+
+Tensor MultiHeadAttention::enter_tp(const Tensor& x) const {
+  return tp_ != nullptr ? parallel::copy_to_tp(x, *tp_, "tp.attn_in") : x;
 }
 
 MultiHeadAttention::QKV MultiHeadAttention::project(const Tensor& x, const Tensor& memory,
@@ -47,10 +88,12 @@ MultiHeadAttention::QKV MultiHeadAttention::project(const Tensor& x, const Tenso
                "MultiHeadAttention: memory ", shape_str(src.shape()), " must be [", x.size(0),
                ", Lk, ", cfg_.d_model, "]");
   const int64_t B = x.size(0), Lq = x.size(1), Lk = src.size(1), dh = cfg_.head_dim;
+  const Tensor xin = enter_tp(x);
+  const Tensor kv_in = memory.defined() ? enter_tp(memory) : xin;
   QKV r;
-  r.q = q_proj_->forward(x).view({B, Lq, cfg_.n_heads, dh}).transpose(1, 2);
-  r.k = k_proj_->forward(src).view({B, Lk, cfg_.n_kv_heads, dh}).transpose(1, 2);
-  r.v = v_proj_->forward(src).view({B, Lk, cfg_.n_kv_heads, dh}).transpose(1, 2);
+  r.q = q_proj_->forward(xin).view({B, Lq, local_heads_, dh}).transpose(1, 2);
+  r.k = k_proj_->forward(kv_in).view({B, Lk, local_kv_heads_, dh}).transpose(1, 2);
+  r.v = v_proj_->forward(kv_in).view({B, Lk, local_kv_heads_, dh}).transpose(1, 2);
   if (cfg_.rope && !memory.defined()) {
     r.q = rope(r.q, cfg_.rope_base, pos_offset);
     r.k = rope(r.k, cfg_.rope_base, pos_offset);
@@ -60,9 +103,11 @@ MultiHeadAttention::QKV MultiHeadAttention::project(const Tensor& x, const Tenso
 
 Tensor MultiHeadAttention::expand_kv_heads(const Tensor& t) const {
   const int64_t g = cfg_.n_heads / cfg_.n_kv_heads;
-  if (g == 1 || t.size(1) == 1) return t;
-  STRATA_CHECK(t.dim() == 4 && t.size(1) == cfg_.n_kv_heads, "expand_kv_heads: expected [B, ",
-               cfg_.n_kv_heads, ", ., .], got ", shape_str(t.shape()));
+  // A size-1 head dim broadcasts (a bias shared by all heads), unless there is one kv head
+  // (multi-query attention, or one kv head per tensor-parallel rank): that one is expanded.
+  if (g == 1 || (t.size(1) == 1 && local_kv_heads_ > 1)) return t;
+  STRATA_CHECK(t.dim() == 4 && t.size(1) == local_kv_heads_, "expand_kv_heads: expected [B, ",
+               local_kv_heads_, ", ., .], got ", shape_str(t.shape()));
   const Shape s = t.shape();
   return t.unsqueeze(2).expand({s[0], s[1], g, s[2], s[3]}).reshape({s[0], s[1] * g, s[2], s[3]});
 }
@@ -86,7 +131,7 @@ Tensor MultiHeadAttention::attend(const QKV& qkv, const AttentionContext& ctx) c
   }
   const int64_t B = qkv.q.size(0), Lq = qkv.q.size(2);
   Tensor o = attention(qkv.q, expand_kv_heads(k), expand_kv_heads(v), opt);
-  o = o.transpose(1, 2).reshape({B, Lq, cfg_.n_heads * cfg_.head_dim});
+  o = o.transpose(1, 2).reshape({B, Lq, local_heads_ * cfg_.head_dim});
   return o_proj_->forward(o);
 }
 

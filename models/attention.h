@@ -10,6 +10,7 @@
 #include "core/ops/nn.h"
 #include "models/kv_cache.h"
 #include "models/linear.h"
+#include "parallel/communicator.h"
 
 namespace strata::models {
 
@@ -27,6 +28,10 @@ struct AttentionConfig {
   Init out_init = Init::normal(0.02);  // o_proj (GPT-2 style scaled inits go here)
   // q_proj only, when it differs from `init` (T5 folds the 1/sqrt(d_kv) score scale into it).
   std::optional<Init> q_init;
+  // Tensor parallelism (not owned; null or a group of one: a single process). Splits the heads:
+  // q/k/v are column-parallel (rank r holds query heads [r*H/tp, (r+1)*H/tp) and kv heads
+  // likewise), o is row-parallel. n_heads and n_kv_heads must divide by the group size.
+  parallel::Communicator* tp = nullptr;
 };
 
 // Per-call inputs that are not parameters.
@@ -56,8 +61,17 @@ class MultiHeadAttention : public Module {
   virtual Tensor attend(const QKV& qkv, const AttentionContext& ctx) const;
 
   // [B, H_kv, ...] -> [B, H, ...]: kv head j serves query heads j*g .. j*g+g-1 (g = H / H_kv),
-  // the layout of torch's repeat_interleave and of Llama's GQA.
+  // the layout of torch's repeat_interleave and of Llama's GQA. (Under tensor parallelism the
+  // local heads: a rank's query heads read exactly its kv heads.)
   Tensor expand_kv_heads(const Tensor& t) const;
+
+  // The input as the projections read it: under tensor parallelism copy_to_tp (one backward
+  // all-reduce for q, k and v together), else x itself. For callers that run the projections
+  // themselves (T5's cross-attention keys and values).
+  Tensor enter_tp(const Tensor& x) const;
+  // Heads computed by this process: all of them, or this rank's share under tensor parallelism.
+  int64_t local_heads() const { return local_heads_; }
+  int64_t local_kv_heads() const { return local_kv_heads_; }
 
   const AttentionConfig& config() const { return cfg_; }
   const Linear& q_proj() const { return *q_proj_; }
@@ -67,6 +81,8 @@ class MultiHeadAttention : public Module {
 
  private:
   AttentionConfig cfg_;
+  parallel::Communicator* tp_;  // null unless the heads are split over more than one rank
+  int64_t local_heads_, local_kv_heads_;
   std::shared_ptr<Linear> q_proj_, k_proj_, v_proj_, o_proj_;
 };
 

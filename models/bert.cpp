@@ -7,6 +7,8 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "core/random/philox.h"
+#include "models/tp_embedding.h"
+#include "models/tp_lm_head.h"
 
 namespace strata::models {
 
@@ -24,6 +26,14 @@ void BertConfig::validate() const {
   STRATA_CHECK(norm_eps > 0 && init_std > 0, "BertConfig: norm_eps and init_std must be positive");
   STRATA_CHECK(pad_id < vocab, "BertConfig: pad_id ", pad_id, " is outside the vocab of ", vocab);
   STRATA_CHECK(dropout >= 0 && dropout < 1, "BertConfig: dropout must be in [0, 1), got ", dropout);
+  if (tp != nullptr) {
+    const int n = tp->size();
+    for (const auto& [name, value] : {std::pair<const char*, int64_t>{"n_heads", n_heads},
+                                      {"the GLU width d_ff / 2 =", glu_dim()},
+                                      {"vocab", vocab}})
+      STRATA_CHECK(value % n == 0, "BertConfig: ", name, " ", value,
+                   " is not divisible by the tensor-parallel size ", n);
+  }
 }
 
 std::vector<std::string> bert_preset_names() {
@@ -98,8 +108,11 @@ BertEmbeddings::BertEmbeddings(const BertConfig& cfg)
       pad_id_(cfg.pad_id),
       pos_scale_(register_parameter("pos_scale", {1},
                                     Init::constant(1.0 / std::sqrt(double(cfg.d_model))))) {
+  const Init init = Init::normal(cfg.init_std);
   word_ = register_module(
-      "word", std::make_shared<Embedding>(cfg.vocab, cfg.d_model, Init::normal(cfg.init_std)));
+      "word", cfg.tp != nullptr && cfg.tp->size() > 1
+                  ? std::make_shared<VocabParallelEmbedding>(cfg.vocab, cfg.d_model, init, *cfg.tp)
+                  : std::make_shared<Embedding>(cfg.vocab, cfg.d_model, init));
   norm_ = register_module("norm", std::make_shared<LayerNorm>(cfg.d_model, cfg.norm_eps, true));
   sinusoid_ = sinusoid_table(cfg.max_seq, cfg.d_model);
 }
@@ -128,6 +141,7 @@ BertLayer::BertLayer(const BertConfig& cfg, int64_t layer_index)
   a.rope = false;
   a.bias = false;
   a.init = a.out_init = Init::normal(cfg.init_std);
+  a.tp = cfg.tp;
   FeedForwardConfig f;
   f.d_model = cfg.d_model;
   f.d_ff = cfg.glu_dim();
@@ -135,6 +149,7 @@ BertLayer::BertLayer(const BertConfig& cfg, int64_t layer_index)
   f.gelu_tanh = false;  // torch.nn.GELU(): the exact erf form
   f.bias = false;
   f.init = f.out_init = Init::normal(cfg.init_std);
+  f.tp = cfg.tp;
   attn_norm_ =
       register_module("attn_norm", std::make_shared<LayerNorm>(cfg.d_model, cfg.norm_eps, true));
   attn_ = register_module("attn", std::make_shared<MultiHeadAttention>(a));
@@ -179,12 +194,20 @@ Tensor BertEncoder::forward(const Tensor& ids, const Tensor& key_padding_mask,
 
 namespace {
 
-// Cramming's init leaves nn.Embedding's padding row at zero.
+// Cramming's init leaves nn.Embedding's padding row at zero (under tensor parallelism, on the
+// rank that holds it).
 void zero_pad_row(const BertEncoder& enc, int64_t pad_id) {
   if (pad_id < 0) return;
   NoGradGuard no_grad;
   Tensor w = enc.embed().word().weight();
-  w.narrow(0, pad_id, 1).zero_();
+  const int64_t row = pad_id - enc.sharding("embed.word.weight").offset();
+  if (row >= 0 && row < w.size(0)) w.narrow(0, row, 1).zero_();
+}
+
+std::shared_ptr<LMHead> tied_decoder(std::shared_ptr<const Embedding> word) {
+  if (auto parallel = std::dynamic_pointer_cast<const VocabParallelEmbedding>(word))
+    if (parallel->tp().size() > 1) return std::make_shared<ParallelLMHead>(parallel);
+  return std::make_shared<LMHead>(std::move(word));
 }
 
 }  // namespace
@@ -195,13 +218,15 @@ BertMLM::BertMLM(const BertConfig& cfg, uint64_t seed) : Module("BertMLM"), cfg_
   mlm_head_ = register_module(
       "mlm_head",
       std::make_shared<Linear>(cfg_.d_model, cfg_.d_model, false, Init::normal(cfg_.init_std)));
-  decoder_ = register_module("decoder", std::make_shared<LMHead>(encoder_->embed().word_ptr()));
+  decoder_ = register_module("decoder", tied_decoder(encoder_->embed().word_ptr()));
   init_parameters(seed);
   zero_pad_row(*encoder_, cfg_.pad_id);
 }
 
 Tensor BertMLM::forward(const Tensor& ids, const Tensor& key_padding_mask) const {
-  return encoder_->forward(ids, key_padding_mask, dropout_key(seed_, step_));
+  RandomKey key = dropout_key(seed_, step_);
+  key.row_first = row_first_, key.row_stride = row_stride_;
+  return encoder_->forward(ids, key_padding_mask, key);
 }
 
 Tensor BertMLM::mlm_logits(const Tensor& hidden) const {
@@ -231,14 +256,15 @@ MLMOutput BertMLM::mlm(const Tensor& ids, const Tensor& labels,
   if (M == 0) {
     // Every parameter still gets a (zero) gradient, so gradient hooks and all-reduces that wait
     // for each parameter see the same set on every rank.
-    out.logits = zeros({0, cfg_.vocab}, h.dtype());
-    out.loss = sum(mlm_logits(h.select(1, 0))) * 0.0;
+    const Tensor local = decoder_->local_logits(mlm_head_->forward(h.select(1, 0)));
+    out.logits = zeros({0, local.size(-1)}, h.dtype());
+    out.loss = sum(local) * 0.0;
     return out;
   }
   const Tensor rows =
       index_select(h.reshape({h.size(0) * h.size(1), cfg_.d_model}), 0, out.positions);
-  out.logits = mlm_logits(rows);
-  out.loss = cross_entropy(out.logits, out.targets);
+  out.logits = decoder_->local_logits(mlm_head_->forward(rows));
+  out.loss = decoder_->loss(out.logits, out.targets);
   return out;
 }
 

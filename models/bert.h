@@ -50,6 +50,10 @@ struct BertConfig {
   // 0 in the pre-training presets: Cramming configures 0.1 but pre-trains in eval mode
   // (pretrain_in_train_mode: False). Set 0.1 for fine-tuning as Cramming does.
   double dropout = 0.0;
+  // Tensor parallelism (not owned; null or a group of one: a single process). Heads, the GLU
+  // width d_ff / 2 and the vocabulary (word embedding and tied decoder) are split over the group
+  // (docs/parallelism.md); the numbers equal the single-process model's.
+  parallel::Communicator* tp = nullptr;
 
   int64_t head_dim() const { return d_model / n_heads; }
   int64_t glu_dim() const { return d_ff / 2; }
@@ -119,7 +123,8 @@ class BertEncoder : public Module {
 // What mlm() computed: the loss and the pieces a caller may want to inspect or log.
 struct MLMOutput {
   Tensor loss;       // scalar: mean cross-entropy over the masked positions
-  Tensor logits;     // [M, vocab] at the masked positions, in row-major (b, l) order
+  Tensor logits;     // [M, vocab] at the masked positions, in row-major (b, l) order; under
+                     // tensor parallelism this rank's vocab slice [M, vocab / tp]
   Tensor positions;  // i64 [M]: flat indices b * L + l of those positions
   Tensor targets;    // i64 [M]: their labels
 };
@@ -145,6 +150,9 @@ class BertMLM : public Module {
 
   // Dropout masks are keyed by (seed, RngStream::Dropout + site, step): the trainer sets the step.
   void set_step(uint64_t step) { step_ = step; }
+  // The batch rows this model sees are rows first, first + stride, ... of the batch the masks are
+  // drawn for (a data-parallel rank's rows; RandomKey::row_first). Default 0 / 1.
+  void set_batch_rows(int64_t first, int64_t stride) { row_first_ = first, row_stride_ = stride; }
 
   const BertConfig& config() const { return cfg_; }
   const BertEncoder& encoder() const { return *encoder_; }
@@ -160,6 +168,7 @@ class BertMLM : public Module {
   BertConfig cfg_;
   uint64_t seed_;
   uint64_t step_ = 0;
+  int64_t row_first_ = 0, row_stride_ = 1;
   std::shared_ptr<BertEncoder> encoder_;
   std::shared_ptr<Linear> mlm_head_;
   std::shared_ptr<LMHead> decoder_;

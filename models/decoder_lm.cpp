@@ -3,6 +3,8 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "core/random/philox.h"
+#include "models/tp_embedding.h"
+#include "models/tp_lm_head.h"
 
 namespace strata::models {
 
@@ -22,9 +24,26 @@ void DecoderConfig::validate() const {
                "DecoderConfig: rope_base, norm_eps and init_std must be positive");
   STRATA_CHECK(dropout >= 0 && dropout < 1, "DecoderConfig: dropout must be in [0, 1), got ",
                dropout);
+  if (tp != nullptr) {
+    const int n = tp->size();
+    for (const auto& [name, value] : {std::pair<const char*, int64_t>{"n_heads", n_heads},
+                                      {"n_kv_heads", kv_heads()},
+                                      {"d_ff", d_ff},
+                                      {"vocab", vocab}})
+      STRATA_CHECK(value % n == 0, "DecoderConfig: ", name, " ", value,
+                   " is not divisible by the tensor-parallel size ", n);
+  }
 }
 
 namespace {
+
+bool tp_active(const DecoderConfig& c) {
+  return c.tp != nullptr && c.tp->size() > 1;
+}
+
+int64_t tp_size(const DecoderConfig& c) {
+  return tp_active(c) ? c.tp->size() : 1;
+}
 
 // Dropout sites get disjoint Philox streams: the purpose in the low byte, the site above it.
 RandomKey dropout_key(uint64_t seed, uint64_t step, uint32_t site) {
@@ -48,11 +67,13 @@ DecoderBlock::DecoderBlock(const DecoderConfig& cfg, int64_t layer_index)
   a.rope = true;
   a.rope_base = cfg.rope_base;
   a.init = a.out_init = Init::normal(cfg.init_std);
+  a.tp = cfg.tp;
   FeedForwardConfig f;
   f.d_model = cfg.d_model;
   f.d_ff = cfg.d_ff;
   f.kind = FFNKind::SwiGLU;
   f.init = f.out_init = Init::normal(cfg.init_std);
+  f.tp = cfg.tp;
   attn_norm_ = register_module("attn_norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
   attn_ = register_module("attn", std::make_shared<MultiHeadAttention>(a));
   ffn_norm_ = register_module("ffn_norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
@@ -74,17 +95,24 @@ Tensor DecoderBlock::forward(const Tensor& x, KVCache* cache, const RandomKey& d
 DecoderLM::DecoderLM(const DecoderConfig& cfg, uint64_t seed)
     : CausalLM("DecoderLM"), cfg_(cfg), seed_(seed) {
   cfg_.validate();
-  embed_ = register_module(
-      "embed", std::make_shared<Embedding>(cfg.vocab, cfg.d_model, Init::normal(cfg.init_std)));
+  const Init init = Init::normal(cfg.init_std);
+  if (tp_active(cfg_)) {
+    auto embed = std::make_shared<VocabParallelEmbedding>(cfg.vocab, cfg.d_model, init, *cfg.tp);
+    embed_ = register_module("embed", embed);
+    lm_head_ = cfg.tie_embeddings
+                   ? std::make_shared<ParallelLMHead>(embed)
+                   : std::make_shared<ParallelLMHead>(cfg.d_model, cfg.vocab, init, *cfg.tp);
+  } else {
+    embed_ = register_module("embed", std::make_shared<Embedding>(cfg.vocab, cfg.d_model, init));
+    lm_head_ = cfg.tie_embeddings
+                   ? std::make_shared<LMHead>(std::shared_ptr<const Embedding>(embed_))
+                   : std::make_shared<LMHead>(cfg.d_model, cfg.vocab, init);
+  }
   layers_ = register_module("layers", std::make_shared<ModuleList<DecoderBlock>>());
   for (int64_t i = 0; i < cfg.n_layers; ++i)
     layers_->push_back(std::make_shared<DecoderBlock>(cfg, i));
   norm_ = register_module("norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
-  lm_head_ = register_module(
-      "lm_head",
-      cfg.tie_embeddings
-          ? std::make_shared<LMHead>(std::shared_ptr<const Embedding>(embed_))
-          : std::make_shared<LMHead>(cfg.d_model, cfg.vocab, Init::normal(cfg.init_std)));
+  register_module("lm_head", lm_head_);
   init_parameters(seed);
 }
 
@@ -95,7 +123,8 @@ Tensor DecoderLM::hidden(const Tensor& ids, ModelCache* cache) const {
   if (cache != nullptr)
     STRATA_CHECK(int64_t(cache->layers.size()) == cfg_.n_layers, "DecoderLM: cache has ",
                  cache->layers.size(), " layers, the model ", cfg_.n_layers);
-  const RandomKey key = dropout_key(seed_, step_, 0);
+  RandomKey key = dropout_key(seed_, step_, 0);
+  key.row_first = row_first_, key.row_stride = row_stride_;
   Tensor h = embed_->forward(ids);
   if (cfg_.dropout > 0 && is_training()) h = dropout(h, cfg_.dropout, key, true);
   for (int64_t i = 0; i < cfg_.n_layers; ++i)
@@ -114,15 +143,16 @@ Tensor DecoderLM::forward_step(const Tensor& ids, ModelCache& cache) const {
 ModelCache DecoderLM::make_cache(int64_t batch, int64_t capacity) const {
   ModelCache c;
   for (int64_t i = 0; i < cfg_.n_layers; ++i)
-    c.layers.push_back(std::make_unique<DenseKVCache>(
-        batch, cfg_.kv_heads(), cfg_.head_dim(), capacity > 0 ? capacity : cfg_.max_seq, dtype()));
+    c.layers.push_back(
+        std::make_unique<DenseKVCache>(batch, cfg_.kv_heads() / tp_size(cfg_), cfg_.head_dim(),
+                                       capacity > 0 ? capacity : cfg_.max_seq, dtype()));
   return c;
 }
 
 Tensor DecoderLM::loss(const Tensor& ids, const Tensor& targets) const {
   STRATA_CHECK(targets.shape() == ids.shape(), "DecoderLM::loss: targets ",
                shape_str(targets.shape()), " must match ids ", shape_str(ids.shape()));
-  return cross_entropy(forward(ids), targets);
+  return lm_head_->loss(lm_head_->local_logits(hidden(ids)), targets);
 }
 
 int64_t DecoderLM::num_non_embedding_parameters() const {

@@ -33,6 +33,11 @@ struct DecoderConfig {
   bool tie_embeddings = false;
   double dropout = 0.0;    // residual dropout on the embedding and on each sublayer's output
   double init_std = 0.02;  // N(0, init_std) for every matrix; norm weights start at 1
+  // Tensor parallelism (not owned; null or a group of one: a single process). Heads, kv heads,
+  // d_ff and the vocabulary are split over the group (docs/parallelism.md); every parameter keeps
+  // its name and records its global shape (Module::sharding), and the numbers equal the
+  // single-process model's.
+  parallel::Communicator* tp = nullptr;
 
   int64_t head_dim() const { return d_model / n_heads; }
   int64_t kv_heads() const { return n_kv_heads == 0 ? n_heads : n_kv_heads; }
@@ -67,13 +72,18 @@ class DecoderLM : public CausalLM {
   int64_t vocab_size() const override { return cfg_.vocab; }
   int64_t max_seq_len() const override { return cfg_.max_seq; }
 
-  // Mean next-token cross-entropy: targets [B, L] (ignore_index -100 skipped).
+  // Mean next-token cross-entropy: targets [B, L] (ignore_index -100 skipped). Under tensor
+  // parallelism the vocab-parallel cross-entropy: the full logits are never gathered.
   Tensor loss(const Tensor& ids, const Tensor& targets) const;
   // Final hidden states [B, L, d_model] (after the final norm), for heads other than the LM head.
   Tensor hidden(const Tensor& ids, ModelCache* cache = nullptr) const;
 
   // Dropout masks are keyed by (seed, RngStream::Dropout + site, step): the trainer sets the step.
   void set_step(uint64_t step) { step_ = step; }
+  // The batch rows this model sees are rows first, first + stride, ... of the batch the masks are
+  // drawn for (a data-parallel rank's rows; RandomKey::row_first), so every layout drops the
+  // elements one process drops. Default 0 / 1: the batch is the whole batch.
+  void set_batch_rows(int64_t first, int64_t stride) { row_first_ = first, row_stride_ = stride; }
 
   // Parameter counts. Non-embedding excludes the input embedding table (and so a tied head).
   int64_t num_non_embedding_parameters() const;
@@ -94,6 +104,7 @@ class DecoderLM : public CausalLM {
   DecoderConfig cfg_;
   uint64_t seed_;
   uint64_t step_ = 0;
+  int64_t row_first_ = 0, row_stride_ = 1;
   std::shared_ptr<Embedding> embed_;
   std::shared_ptr<ModuleList<DecoderBlock>> layers_;
   std::shared_ptr<RMSNorm> norm_;

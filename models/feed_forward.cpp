@@ -2,12 +2,34 @@
 
 #include "core/error.h"
 #include "core/ops.h"
+#include "models/tp_linear.h"
+#include "parallel/tp_mappings.h"
 
 namespace strata::models {
 
-FeedForward::FeedForward(const FeedForwardConfig& cfg) : Module("FeedForward"), cfg_(cfg) {
+FeedForward::FeedForward(const FeedForwardConfig& cfg)
+    : Module("FeedForward"),
+      cfg_(cfg),
+      tp_(cfg.tp != nullptr && cfg.tp->size() > 1 ? cfg.tp : nullptr) {
   STRATA_CHECK(cfg.d_model > 0 && cfg.d_ff > 0, "FeedForward: d_model ", cfg.d_model, " and d_ff ",
                cfg.d_ff, " must be positive");
+  if (tp_ != nullptr) {
+    STRATA_CHECK(cfg.d_ff % tp_->size() == 0, "FeedForward: d_ff ", cfg.d_ff,
+                 " is not divisible by the tensor-parallel size ", tp_->size());
+    using Column = ColumnParallelLinear;
+    auto column = [&](const char* name) {
+      return register_module(
+          name, std::make_shared<Column>(cfg.d_model, cfg.d_ff, cfg.bias, cfg.init, Init::zeros(),
+                                         *tp_, Column::Input::InRegion, name));
+    };
+    if (gated()) gate_proj_ = column("gate_proj");
+    up_proj_ = column("up_proj");
+    down_proj_ = register_module(
+        "down_proj", std::make_shared<RowParallelLinear>(
+                         cfg.d_ff, cfg.d_model, cfg.bias, cfg.out_init, Init::zeros(), *tp_,
+                         RowParallelLinear::Input::Split, "ffn.down_proj"));
+    return;
+  }
   if (gated())
     gate_proj_ = register_module(
         "gate_proj", std::make_shared<Linear>(cfg.d_model, cfg.d_ff, cfg.bias, cfg.init));
@@ -17,7 +39,9 @@ FeedForward::FeedForward(const FeedForwardConfig& cfg) : Module("FeedForward"), 
       "down_proj", std::make_shared<Linear>(cfg.d_ff, cfg.d_model, cfg.bias, cfg.out_init));
 }
 
-Tensor FeedForward::forward(const Tensor& x) const {
+Tensor FeedForward::forward(const Tensor& in) const {
+  // Under tensor parallelism gate and up share one copy_to_tp (one backward all-reduce).
+  const Tensor x = tp_ != nullptr ? parallel::copy_to_tp(in, *tp_, "tp.ffn_in") : in;
   Tensor h;
   switch (cfg_.kind) {
     case FFNKind::Gelu:

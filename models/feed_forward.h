@@ -3,6 +3,7 @@
 // the gated forms through core's fused `gated` op. Parameter names: gate_proj (gated only),
 // up_proj, down_proj.
 #include "models/linear.h"
+#include "parallel/communicator.h"
 
 namespace strata::models {
 
@@ -21,6 +22,10 @@ struct FeedForwardConfig {
   bool bias = false;
   Init init = Init::normal(0.02);
   Init out_init = Init::normal(0.02);  // down_proj
+  // Tensor parallelism (not owned; null or a group of one: a single process): gate and up are
+  // column-parallel over d_ff (rank r holds the same slice of both, so the gating pairs up), down
+  // is row-parallel. d_ff must divide by the group size.
+  parallel::Communicator* tp = nullptr;
 };
 
 class FeedForward : public Module {
@@ -32,6 +37,7 @@ class FeedForward : public Module {
 
  private:
   FeedForwardConfig cfg_;
+  parallel::Communicator* tp_;  // null unless d_ff is split over more than one rank
   std::shared_ptr<Linear> gate_proj_, up_proj_, down_proj_;
 };
 

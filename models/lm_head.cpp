@@ -6,15 +6,25 @@
 namespace strata::models {
 
 LMHead::LMHead(int64_t d_model, int64_t vocab, Init init)
-    : Module("LMHead"), weight_(register_parameter("weight", {vocab, d_model}, init)) {}
+    : LMHead("LMHead", Sharding::replicated({vocab, d_model}), init) {}
 
-LMHead::LMHead(std::shared_ptr<const Embedding> tied)
-    : Module("LMHead"), tied_(std::move(tied)), weight_(unused_) {
-  STRATA_CHECK(tied_ != nullptr, "LMHead: tied to a null embedding");
+LMHead::LMHead(std::shared_ptr<const Embedding> tied) : LMHead("LMHead", std::move(tied)) {}
+
+LMHead::LMHead(std::string type, const Sharding& split, Init init)
+    : Module(std::move(type)), weight_(register_sharded_parameter("weight", split, init)) {}
+
+LMHead::LMHead(std::string type, std::shared_ptr<const Embedding> tied)
+    : Module(std::move(type)), tied_(std::move(tied)), weight_(unused_) {
+  STRATA_CHECK(tied_ != nullptr, type_name(), ": tied to a null embedding");
 }
 
-Tensor LMHead::forward(const Tensor& h) const {
+Tensor LMHead::local_logits(const Tensor& h) const {
   return linear(h, weight());
+}
+
+Tensor LMHead::loss(const Tensor& local, const Tensor& targets,
+                    const std::string& reduction) const {
+  return cross_entropy(local, targets, -100, 0.0, reduction);
 }
 
 }  // namespace strata::models

@@ -22,8 +22,40 @@ uint64_t stable_name_hash(std::string_view name) {
   return h;
 }
 
+Sharding Sharding::split(const Shape& global_shape, int64_t dim, int64_t part, int64_t parts,
+                         const std::string& what) {
+  STRATA_CHECK(dim >= 0 && dim < int64_t(global_shape.size()), what, ": split dim ", dim,
+               " is outside the shape ", shape_str(global_shape));
+  STRATA_CHECK(parts >= 1 && part >= 0 && part < parts, what, ": bad part ", part, " of ", parts);
+  STRATA_CHECK(global_shape[size_t(dim)] % parts == 0, what, ": size ", global_shape[size_t(dim)],
+               " of dim ", dim, " is not divisible by the tensor-parallel size ", parts);
+  return parts == 1 ? replicated(global_shape) : Sharding{global_shape, dim, part, parts};
+}
+
+Shape Sharding::local_shape() const {
+  Shape s = global_shape;
+  if (!is_replicated()) s[size_t(dim)] /= parts;
+  return s;
+}
+
+int64_t Sharding::offset() const {
+  return is_replicated() ? 0 : part * (global_shape[size_t(dim)] / parts);
+}
+
+Tensor Sharding::local_slice(const Tensor& global) const {
+  STRATA_CHECK(global.shape() == global_shape, "Sharding::local_slice: expected the global shape ",
+               shape_str(global_shape), ", got ", shape_str(global.shape()));
+  if (is_replicated()) return global;
+  return global.narrow(dim, offset(), global_shape[size_t(dim)] / parts);
+}
+
 Tensor& Module::register_parameter(const std::string& name, const Shape& shape, Init init,
                                    DType dtype) {
+  return register_sharded_parameter(name, Sharding::replicated(shape), init, dtype);
+}
+
+Tensor& Module::register_sharded_parameter(const std::string& name, const Sharding& sharding,
+                                           Init init, DType dtype) {
   STRATA_CHECK(!name.empty() && name.find('.') == std::string::npos,
                "Module::register_parameter: bad name '", name, "' in ", type_name_);
   for (const auto& p : params_)
@@ -33,9 +65,9 @@ Tensor& Module::register_parameter(const std::string& name, const Shape& shape, 
     STRATA_CHECK(n != name, "Module::register_parameter: '", name, "' is already a submodule of ",
                  type_name_);
   // Constant inits need no name, so they apply at once; random ones wait for init_parameters.
-  Tensor t = full(shape, init.kind == Init::Kind::Constant ? init.a : 0.0, dtype);
+  Tensor t = full(sharding.local_shape(), init.kind == Init::Kind::Constant ? init.a : 0.0, dtype);
   t.set_requires_grad(true);
-  params_.push_back(Param{name, t, init});
+  params_.push_back(Param{name, t, init, sharding});
   return params_.back().tensor;
 }
 
@@ -114,10 +146,20 @@ Tensor Module::parameter(const std::string& full_name) const {
 
 void Module::load_parameter(const std::string& full_name, const Tensor& value) {
   Tensor dst = parameter(full_name);
-  STRATA_CHECK(value.shape() == dst.shape(), "load_parameter: '", full_name, "' has shape ",
-               shape_str(dst.shape()), ", got ", shape_str(value.shape()));
+  const Sharding& sh = find(full_name)->sharding;
+  const bool global = !sh.is_replicated() && value.shape() == sh.global_shape;
+  STRATA_CHECK(global || value.shape() == dst.shape(), "load_parameter: '", full_name,
+               "' has shape ", shape_str(dst.shape()),
+               sh.is_replicated() ? std::string() : " (global " + shape_str(sh.global_shape) + ")",
+               ", got ", shape_str(value.shape()));
+  const Tensor src = global ? sh.local_slice(value) : value;
   NoGradGuard guard;
-  dst.copy_(value.dtype() == dst.dtype() ? value : value.to(dst.dtype()));
+  dst.copy_(src.dtype() == dst.dtype() ? src : src.to(dst.dtype()));
+}
+
+const Sharding& Module::sharding(const std::string& full_name) const {
+  parameter(full_name);  // throws naming the nearest valid name
+  return find(full_name)->sharding;
 }
 
 int64_t Module::num_parameters() const {
@@ -171,19 +213,27 @@ void Module::init_parameters(uint64_t seed) {
     const Init& init = np.param->init;
     // Drawn in f64 when the parameter is f64, else f32 (bf16 rounds from the f32 draw).
     const DType draw = dst.dtype() == DType::f64 ? DType::f64 : DType::f32;
-    const RandomKey key{seed, uint32_t(RngStream::Init), stable_name_hash(np.name), 0};
+    // A shard takes its slice of the global tensor's numbers: a dim-0 slice is one contiguous
+    // run of element indices (Philox's index_offset); other splits draw the global tensor.
+    const Sharding& sh = np.param->sharding;
+    const bool row_slice = sh.is_replicated() || sh.dim == 0;
+    RandomKey key{seed, uint32_t(RngStream::Init), stable_name_hash(np.name), 0};
+    if (!sh.is_replicated() && row_slice)
+      key.index_offset = uint64_t(sh.offset() * (numel(sh.global_shape) / sh.global_shape[0]));
+    const Shape& shape = row_slice ? dst.shape() : sh.global_shape;
     Tensor v;
     switch (init.kind) {
       case Init::Kind::Normal:
-        v = randn(dst.shape(), key, draw, init.a, init.b);
+        v = randn(shape, key, draw, init.a, init.b);
         break;
       case Init::Kind::Uniform:
-        v = rand(dst.shape(), key, draw, init.a, init.b);
+        v = rand(shape, key, draw, init.a, init.b);
         break;
       case Init::Kind::Constant:
-        v = full(dst.shape(), init.a, draw);
+        v = full(shape, init.a, draw);
         break;
     }
+    if (!row_slice) v = sh.local_slice(v);
     dst.copy_(draw == dst.dtype() ? v : v.to(dst.dtype()));
   }
 }

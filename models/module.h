@@ -28,6 +28,27 @@ struct Init {
   static Init ones() { return constant(1.0); }
 };
 
+// How a parameter is laid out over the tensor-parallel group, so checkpoints can store and reload
+// the global tensor under any layout: this process holds slice `part` of `parts` equal slices of
+// `global_shape` along `dim`. An unsharded parameter is replicated: parts 1, dim -1, and
+// global_shape is its own shape.
+struct Sharding {
+  Shape global_shape;
+  int64_t dim = -1;
+  int64_t part = 0;
+  int64_t parts = 1;
+
+  static Sharding replicated(const Shape& shape) { return {shape, -1, 0, 1}; }
+  // Throws unless `parts` divides global_shape[dim] (the message names `what`).
+  static Sharding split(const Shape& global_shape, int64_t dim, int64_t part, int64_t parts,
+                        const std::string& what);
+  bool is_replicated() const { return parts == 1; }
+  Shape local_shape() const;
+  int64_t offset() const;  // first global index along `dim` held here (0 when replicated)
+  // This process's slice of a global-shaped tensor (a view).
+  Tensor local_slice(const Tensor& global) const;
+};
+
 // 64-bit FNV-1a: stable across platforms, compilers and runs (std::hash is none of these).
 uint64_t stable_name_hash(std::string_view name);
 
@@ -48,9 +69,12 @@ class Module {
   // The parameter with this full dotted name, or throws naming the nearest valid names.
   Tensor parameter(const std::string& full_name) const;
   bool has_parameter(const std::string& full_name) const;
-  // Copies `value` (converted to the parameter's dtype) into the named parameter; shapes must
-  // match.
+  // Copies `value` (converted to the parameter's dtype) into the named parameter. Its shape is
+  // the parameter's own or, for a tensor-parallel shard, the global one (then this process's
+  // slice is copied).
   void load_parameter(const std::string& full_name, const Tensor& value);
+  // How the named parameter is split over the tensor-parallel group (replicated when it is not).
+  const Sharding& sharding(const std::string& full_name) const;
 
   int64_t num_parameters() const;
 
@@ -67,7 +91,8 @@ class Module {
 
   // Fills every parameter from Philox keyed by (seed, RngStream::Init, stable_name_hash(full
   // name)) with the element index as the counter, so the weights depend on the seed and the
-  // names only: not on construction order, thread count or (with index_offset) sharding.
+  // names only: not on construction order, thread count or sharding (a shard receives exactly
+  // its slice of the global tensor's numbers).
   void init_parameters(uint64_t seed);
 
  protected:
@@ -77,6 +102,9 @@ class Module {
   // only there).
   Tensor& register_parameter(const std::string& name, const Shape& shape, Init init,
                              DType dtype = DType::f32);
+  // A tensor-parallel shard: the slot holds sharding.local_shape().
+  Tensor& register_sharded_parameter(const std::string& name, const Sharding& sharding, Init init,
+                                     DType dtype = DType::f32);
   template <class M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
     add_child(name, m);
@@ -88,6 +116,7 @@ class Module {
     std::string name;
     Tensor tensor;
     Init init;
+    Sharding sharding;
   };
   struct NamedParam {
     std::string name;

@@ -6,6 +6,8 @@
 #include "core/autograd/grad_mode.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "models/tp_embedding.h"
+#include "models/tp_lm_head.h"
 
 namespace strata::models {
 
@@ -30,6 +32,13 @@ void T5Config::validate() const {
         {"eos_id", eos_id}})
     STRATA_CHECK(id >= 0 && id < vocab, "T5Config: ", name, " ", id, " is outside the vocab [0, ",
                  vocab, ")");
+  if (tp != nullptr) {
+    const int n = tp->size();
+    for (const auto& [name, value] :
+         {std::pair<const char*, int64_t>{"n_heads", n_heads}, {"d_ff", d_ff}, {"vocab", vocab}})
+      STRATA_CHECK(value % n == 0, "T5Config: ", name, " ", value,
+                   " is not divisible by the tensor-parallel size ", n);
+  }
 }
 
 std::vector<std::string> t5_preset_names() {
@@ -77,6 +86,7 @@ AttentionConfig attention_config(const T5Config& c, bool causal) {
   a.init = Init::normal(std::pow(double(c.d_model), -0.5));  // W_k, W_v
   a.q_init = Init::normal(std::pow(double(c.d_model) * double(c.d_kv), -0.5));
   a.out_init = Init::normal(std::pow(double(c.inner_dim()), -0.5));
+  a.tp = c.tp;
   return a;
 }
 
@@ -89,13 +99,14 @@ FeedForwardConfig ffn_config(const T5Config& c) {
   f.bias = false;
   f.init = Init::normal(std::pow(double(c.d_model), -0.5));   // wi_0, wi_1
   f.out_init = Init::normal(std::pow(double(c.d_ff), -0.5));  // wo
+  f.tp = c.tp;
   return f;
 }
 
 std::shared_ptr<T5RelativeBias> make_rel_bias(const T5Config& c, bool bidirectional) {
   return std::make_shared<T5RelativeBias>(c.relative_buckets, c.relative_max_distance, c.n_heads,
                                           bidirectional,
-                                          Init::normal(std::pow(double(c.d_model), -0.5)));
+                                          Init::normal(std::pow(double(c.d_model), -0.5)), c.tp);
 }
 
 // Dropout sites get disjoint Philox streams: the purpose in the low byte, the site above it. A
@@ -162,10 +173,11 @@ T5DecoderBlock::T5DecoderBlock(const T5Config& cfg, int64_t index, bool owns_bia
 
 T5CrossKV T5DecoderBlock::project_memory(const Tensor& memory) const {
   const auto& c = cross_attn_->config();
-  const int64_t B = memory.size(0), Ls = memory.size(1);
+  const int64_t B = memory.size(0), Ls = memory.size(1), H = cross_attn_->local_heads();
+  const Tensor in = cross_attn_->enter_tp(memory);
   T5CrossKV kv;
-  kv.k = cross_attn_->k_proj().forward(memory).view({B, Ls, c.n_heads, c.head_dim}).transpose(1, 2);
-  kv.v = cross_attn_->v_proj().forward(memory).view({B, Ls, c.n_heads, c.head_dim}).transpose(1, 2);
+  kv.k = cross_attn_->k_proj().forward(in).view({B, Ls, H, c.head_dim}).transpose(1, 2);
+  kv.v = cross_attn_->v_proj().forward(in).view({B, Ls, H, c.head_dim}).transpose(1, 2);
   return kv;
 }
 
@@ -188,8 +200,8 @@ Tensor T5DecoderBlock::forward(const Tensor& x, const Tensor& self_bias, const T
     const auto& cfg = cross_attn_->config();
     MultiHeadAttention::QKV qkv;
     qkv.q = cross_attn_->q_proj()
-                .forward(y)
-                .view({y.size(0), y.size(1), cfg.n_heads, cfg.head_dim})
+                .forward(cross_attn_->enter_tp(y))
+                .view({y.size(0), y.size(1), cross_attn_->local_heads(), cfg.head_dim})
                 .transpose(1, 2);
     qkv.k = cross->k;
     qkv.v = cross->v;
@@ -265,18 +277,25 @@ Tensor T5Decoder::forward(const Tensor& x, const Tensor& memory, const Tensor& m
 T5Model::T5Model(const T5Config& cfg, std::optional<uint64_t> seed)
     : Module("T5Model"), cfg_(cfg), seed_(seed.value_or(0)) {
   cfg_.validate();
-  shared_ = register_module("shared",
-                            std::make_shared<Embedding>(cfg.vocab, cfg.d_model, Init::normal(1.0)));
+  const bool parallel = cfg.tp != nullptr && cfg.tp->size() > 1;
+  shared_ = register_module(
+      "shared", parallel ? std::make_shared<VocabParallelEmbedding>(cfg.vocab, cfg.d_model,
+                                                                    Init::normal(1.0), *cfg.tp)
+                         : std::make_shared<Embedding>(cfg.vocab, cfg.d_model, Init::normal(1.0)));
   encoder_ = register_module("encoder", std::make_shared<T5Encoder>(cfg_));
   decoder_ = register_module("decoder", std::make_shared<T5Decoder>(cfg_));
   // Untied (T5 v1.1), so no d_model^-0.5 rescaling of the decoder output either.
-  lm_head_ = register_module("lm_head",
-                             std::make_shared<LMHead>(cfg.d_model, cfg.vocab, Init::normal(1.0)));
+  lm_head_ = register_module(
+      "lm_head", parallel ? std::make_shared<ParallelLMHead>(cfg.d_model, cfg.vocab,
+                                                             Init::normal(1.0), *cfg.tp)
+                          : std::make_shared<LMHead>(cfg.d_model, cfg.vocab, Init::normal(1.0)));
   if (seed) init_parameters(*seed);
 }
 
 RandomKey T5Model::dropout_key(uint32_t stack) const {
-  return RandomKey{seed_, uint32_t(RngStream::Dropout) | ((stack << 16) << 8), step_, 0};
+  return RandomKey{seed_,      uint32_t(RngStream::Dropout) | ((stack << 16) << 8),
+                   step_,      0,
+                   row_first_, row_stride_};
 }
 
 Tensor T5Model::bool_mask(const Tensor& encoder_mask, int64_t batch, int64_t len) const {
@@ -301,6 +320,11 @@ Tensor T5Model::encode(const Tensor& input_ids, const Tensor& encoder_mask) cons
 
 Tensor T5Model::decode(const Tensor& decoder_input_ids, const Tensor& encoder_out,
                        const Tensor& encoder_mask) const {
+  return lm_head_->forward(decode_hidden(decoder_input_ids, encoder_out, encoder_mask));
+}
+
+Tensor T5Model::decode_hidden(const Tensor& decoder_input_ids, const Tensor& encoder_out,
+                              const Tensor& encoder_mask) const {
   check_ids(decoder_input_ids, "decoder input ids");
   STRATA_CHECK(encoder_out.dim() == 3 && encoder_out.size(0) == decoder_input_ids.size(0) &&
                    encoder_out.size(2) == cfg_.d_model,
@@ -310,7 +334,7 @@ Tensor T5Model::decode(const Tensor& decoder_input_ids, const Tensor& encoder_ou
   const RandomKey key = dropout_key(1);
   const Tensor h = maybe_dropout(shared_->forward(decoder_input_ids), cfg_.dropout, is_training(),
                                  at_site(key, 0));
-  return lm_head_->forward(decoder_->forward(h, encoder_out, mask, nullptr, nullptr, key));
+  return decoder_->forward(h, encoder_out, mask, nullptr, nullptr, key);
 }
 
 Tensor T5Model::forward(const Tensor& input_ids, const Tensor& decoder_input_ids,
@@ -336,7 +360,8 @@ Tensor T5Model::shift_right(const Tensor& labels, int64_t decoder_start_id, int6
 Tensor T5Model::loss(const Tensor& input_ids, const Tensor& labels,
                      const Tensor& encoder_mask) const {
   const Tensor dec = shift_right(labels, cfg_.decoder_start_id, cfg_.pad_id);
-  return cross_entropy(forward(input_ids, dec, encoder_mask), labels);
+  const Tensor h = decode_hidden(dec, encode(input_ids, encoder_mask), encoder_mask);
+  return lm_head_->loss(lm_head_->local_logits(h), labels);
 }
 
 T5DecodeState T5Model::start_decoding(const Tensor& encoder_out, const Tensor& encoder_mask,
@@ -351,8 +376,8 @@ T5DecodeState T5Model::start_decoding(const Tensor& encoder_out, const Tensor& e
   s.memory = encoder_out.detach();
   s.memory_mask = bool_mask(encoder_mask, B, encoder_out.size(1));
   for (int64_t i = 0; i < cfg_.decoder_layers(); ++i) {
-    s.self.layers.push_back(
-        std::make_unique<DenseKVCache>(B, cfg_.n_heads, cfg_.d_kv, capacity, dtype()));
+    s.self.layers.push_back(std::make_unique<DenseKVCache>(
+        B, decoder_->layer(i).self_attn().local_heads(), cfg_.d_kv, capacity, dtype()));
     s.cross.push_back(decoder_->layer(i).project_memory(s.memory));
   }
   return s;

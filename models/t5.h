@@ -57,6 +57,10 @@ struct T5Config {
   int64_t decoder_start_id = 0;
   int64_t pad_id = 0;
   int64_t eos_id = 1;
+  // Tensor parallelism (not owned; null or a group of one: a single process). Heads (with the
+  // relative-bias tables), d_ff and the vocabulary (shared embedding and LM head) are split over
+  // the group (docs/parallelism.md); the numbers equal the single-process model's.
+  parallel::Communicator* tp = nullptr;
 
   int64_t inner_dim() const { return n_heads * d_kv; }
   int64_t decoder_layers() const { return n_decoder_layers > 0 ? n_decoder_layers : n_layers; }
@@ -179,7 +183,7 @@ class T5Model : public Module {
   Tensor forward(const Tensor& input_ids, const Tensor& decoder_input_ids,
                  const Tensor& encoder_mask = {}) const;
   // Mean cross-entropy over the targets: labels [B, Lt] (-100 ignored); the decoder reads the
-  // labels shifted right (shift_right).
+  // labels shifted right (shift_right). Vocab-parallel under tensor parallelism.
   Tensor loss(const Tensor& input_ids, const Tensor& labels, const Tensor& encoder_mask = {}) const;
   // [start, labels[:, :-1]] with -100 replaced by pad_id; i64.
   static Tensor shift_right(const Tensor& labels, int64_t decoder_start_id, int64_t pad_id);
@@ -197,6 +201,9 @@ class T5Model : public Module {
 
   // Dropout masks are keyed by (seed, RngStream::Dropout | site << 8, step).
   void set_step(uint64_t step) { step_ = step; }
+  // The batch rows this model sees are rows first, first + stride, ... of the batch the masks are
+  // drawn for (a data-parallel rank's rows; RandomKey::row_first). Default 0 / 1.
+  void set_batch_rows(int64_t first, int64_t stride) { row_first_ = first, row_stride_ = stride; }
 
   // The closed form of docs/models.md; equals num_parameters() of a model built from cfg.
   static int64_t count_parameters(const T5Config& cfg);
@@ -210,11 +217,15 @@ class T5Model : public Module {
 
  private:
   RandomKey dropout_key(uint32_t stack) const;
+  // The decoder's final hidden states [B, Lt, d] (what decode feeds the LM head).
+  Tensor decode_hidden(const Tensor& decoder_input_ids, const Tensor& encoder_out,
+                       const Tensor& encoder_mask) const;
   Tensor bool_mask(const Tensor& encoder_mask, int64_t batch, int64_t len) const;
 
   T5Config cfg_;
   uint64_t seed_;
   uint64_t step_ = 0;
+  int64_t row_first_ = 0, row_stride_ = 1;
   std::shared_ptr<Embedding> shared_;
   std::shared_ptr<T5Encoder> encoder_;
   std::shared_ptr<T5Decoder> decoder_;

@@ -83,15 +83,26 @@ int64_t t5_relative_bucket(int64_t rel, bool bidirectional, int64_t num_buckets,
   return magnitude_bucket(std::max<int64_t>(-rel, 0), n, max_distance);
 }
 
+namespace {
+
+Sharding head_split(int64_t num_buckets, int64_t n_heads, const parallel::Communicator* tp) {
+  STRATA_CHECK(n_heads > 0, "T5RelativeBias: n_heads must be positive, got ", n_heads);
+  if (tp == nullptr || tp->size() == 1) return Sharding::replicated({num_buckets, n_heads});
+  STRATA_CHECK(n_heads % tp->size() == 0, "T5RelativeBias: n_heads ", n_heads,
+               " is not divisible by the tensor-parallel size ", tp->size());
+  return Sharding::split({num_buckets, n_heads}, 1, tp->rank(), tp->size(), "T5RelativeBias");
+}
+
+}  // namespace
+
 T5RelativeBias::T5RelativeBias(int64_t num_buckets, int64_t max_distance, int64_t n_heads,
-                               bool bidirectional, Init init)
+                               bool bidirectional, Init init, parallel::Communicator* tp)
     : Module("T5RelativeBias"),
       num_buckets_(num_buckets),
       max_distance_(max_distance),
       n_heads_(n_heads),
       bidirectional_(bidirectional),
-      weight_(register_parameter("weight", {num_buckets, n_heads}, init)) {
-  STRATA_CHECK(n_heads > 0, "T5RelativeBias: n_heads must be positive, got ", n_heads);
+      weight_(register_sharded_parameter("weight", head_split(num_buckets, n_heads, tp), init)) {
   STRATA_CHECK(!bidirectional || num_buckets % 2 == 0,
                "T5RelativeBias: bidirectional buckets must be even, got ", num_buckets);
   const int64_t n = bidirectional ? num_buckets / 2 : num_buckets;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "models/module.h"
+#include "parallel/communicator.h"
 
 namespace strata::models {
 
@@ -22,11 +23,13 @@ int64_t t5_relative_bucket(int64_t rel, bool bidirectional, int64_t num_buckets,
 
 class T5RelativeBias : public Module {
  public:
-  // Parameter: weight [num_buckets, n_heads].
+  // Parameter: weight [num_buckets, n_heads]. Under tensor parallelism (tp not null, more than
+  // one rank) split by heads like the attention it feeds: rank r holds columns
+  // [r * n_heads/tp, (r+1) * n_heads/tp); n_heads must divide by the group size.
   T5RelativeBias(int64_t num_buckets, int64_t max_distance, int64_t n_heads, bool bidirectional,
-                 Init init);
+                 Init init, parallel::Communicator* tp = nullptr);
 
-  // Bias [1, n_heads, q_len, k_len] for queries at positions q_offset .. q_offset + q_len - 1
+  // Bias [1, local heads, q_len, k_len] for queries at positions q_offset .. q_offset + q_len - 1
   // and keys at 0 .. k_len - 1 (q_offset > 0: incremental decoding with a KV cache). Has a
   // gradient with respect to weight.
   Tensor forward(int64_t q_len, int64_t k_len, int64_t q_offset = 0) const;
@@ -36,7 +39,8 @@ class T5RelativeBias : public Module {
   const Tensor& weight() const { return weight_; }
   int64_t num_buckets() const { return num_buckets_; }
   int64_t max_distance() const { return max_distance_; }
-  int64_t n_heads() const { return n_heads_; }
+  int64_t n_heads() const { return n_heads_; }  // global
+  int64_t local_heads() const { return weight_.size(1); }
   bool bidirectional() const { return bidirectional_; }
 
  private:

@@ -100,7 +100,7 @@ void AdamWScale::update(const Hyper& h, const std::string& name, Tensor& param, 
   const double bc1 = 1.0 - std::pow(h.beta1, t);
   const double bc2 = 1.0 - std::pow(h.beta2, t);
   double step_size = h.lr * std::sqrt(bc2) / bc1;
-  step_size *= std::max(1e-3, rms(param));
+  step_size *= std::max(1e-3, param_rms(name, param));
   kernels::AdamScalars<double> s;
   s.pre_decay = 1.0;
   s.lerp_m = false;

@@ -36,6 +36,12 @@ class AdamWScale : public Optimizer {
   static double rms(const Tensor& param);
 
  protected:
+  // The RMS the update of parameter `name` scales by: rms(param). A tensor-parallel trainer
+  // overrides it to take the whole tensor's RMS over its shards.
+  virtual double param_rms(const std::string& name, const Tensor& param) {
+    (void)name;
+    return rms(param);
+  }
   std::vector<std::string> state_names() const override { return {"exp_avg", "exp_avg_sq"}; }
   void update(const Hyper& h, const std::string& name, Tensor& param, const Tensor& grad,
               std::vector<Tensor>& state, int64_t step) override;

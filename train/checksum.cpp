@@ -1,7 +1,10 @@
 #include "train/checksum.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
+
+#include "core/error.h"
 
 namespace strata::train {
 namespace {
@@ -24,29 +27,63 @@ uint64_t round(uint64_t lane, uint64_t word) {
 
 }  // namespace
 
-uint64_t mix64(const void* data, size_t nbytes) {
+Mix64::Mix64(uint64_t total_bytes) : total_(total_bytes) {
+  for (int i = 0; i < 4; ++i) lane_[i] = (uint64_t(i) + 1) * kP1 ^ total_bytes;
+}
+
+void Mix64::update(const void* data, size_t nbytes) {
+  STRATA_CHECK(fed_ + nbytes <= total_, "Mix64::update: fed ", fed_ + nbytes,
+               " bytes, more than the ", total_, " announced");
+  if (nbytes == 0) return;  // data may be null
+  fed_ += nbytes;
   const auto* p = static_cast<const unsigned char*>(data);
-  const uint64_t n = nbytes;
-  uint64_t lane[4];
-  for (int i = 0; i < 4; ++i) lane[i] = (uint64_t(i) + 1) * kP1 ^ n;
-  size_t i = 0;
-  for (; i + 32 <= nbytes; i += 32)
-    for (int k = 0; k < 4; ++k) lane[k] = round(lane[k], load_le64(p + i + 8 * k));
-  if (i < nbytes) {
-    // The length is already in the seeds, so zero padding cannot make two inputs collide.
-    unsigned char tail[32] = {};
-    std::memcpy(tail, p + i, nbytes - i);
-    for (int k = 0; k < 4; ++k) lane[k] = round(lane[k], load_le64(tail + 8 * k));
+  if (n_pending_ > 0) {
+    const size_t take = std::min(nbytes, 32 - n_pending_);
+    std::memcpy(pending_ + n_pending_, p, take);
+    n_pending_ += take;
+    p += take;
+    nbytes -= take;
+    if (n_pending_ < 32) return;
+    for (int k = 0; k < 4; ++k) lane_[k] = round(lane_[k], load_le64(pending_ + 8 * k));
+    n_pending_ = 0;
   }
-  uint64_t h = std::rotl(lane[0], 1) + std::rotl(lane[1], 7) + std::rotl(lane[2], 12) +
-               std::rotl(lane[3], 18);
-  h ^= n;
+  // Locals, so the four independent chains stay in registers.
+  uint64_t l0 = lane_[0], l1 = lane_[1], l2 = lane_[2], l3 = lane_[3];
+  size_t i = 0;
+  for (; i + 32 <= nbytes; i += 32) {
+    l0 = round(l0, load_le64(p + i));
+    l1 = round(l1, load_le64(p + i + 8));
+    l2 = round(l2, load_le64(p + i + 16));
+    l3 = round(l3, load_le64(p + i + 24));
+  }
+  lane_[0] = l0, lane_[1] = l1, lane_[2] = l2, lane_[3] = l3;
+  std::memcpy(pending_, p + i, nbytes - i);
+  n_pending_ = nbytes - i;
+}
+
+uint64_t Mix64::finish() {
+  STRATA_CHECK(fed_ == total_, "Mix64::finish: fed ", fed_, " bytes of the ", total_, " announced");
+  if (n_pending_ > 0) {
+    // The length is already in the seeds, so zero padding cannot make two inputs collide.
+    std::memset(pending_ + n_pending_, 0, 32 - n_pending_);
+    for (int k = 0; k < 4; ++k) lane_[k] = round(lane_[k], load_le64(pending_ + 8 * k));
+    n_pending_ = 0;
+  }
+  uint64_t h = std::rotl(lane_[0], 1) + std::rotl(lane_[1], 7) + std::rotl(lane_[2], 12) +
+               std::rotl(lane_[3], 18);
+  h ^= total_;
   h ^= h >> 33;
   h *= kP2;
   h ^= h >> 29;
   h *= kP1;
   h ^= h >> 32;
   return h;
+}
+
+uint64_t mix64(const void* data, size_t nbytes) {
+  Mix64 h(nbytes);
+  h.update(data, nbytes);
+  return h.finish();
 }
 
 std::string checksum_string(uint64_t hash) {

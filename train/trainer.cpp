@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <map>
+#include <optional>
 #include <ostream>
 
 #include "core/fma_peak.h"
@@ -10,13 +12,20 @@
 #include "data/loader.h"
 #include "data/shards.h"
 #include "data/tokenizer.h"
-#include "models/generate.h"
+#include "data/unigram_baseline.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
 #include "optim/clock.h"
 #include "optim/schedule.h"
+#include "parallel/grad_reducer.h"
+#include "parallel/pipeline_executor.h"
+#include "parallel/topology.h"
 #include "train/checkpoint.h"
 #include "train/metrics.h"
+#include "train/parallel_agreement.h"
+#include "train/parallel_grad_norm.h"
+#include "train/parallel_step.h"
+#include "train/trainer_state.h"
 
 namespace strata::train {
 
@@ -24,18 +33,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-Tensor to_ids(const std::vector<int32_t>& v, int64_t rows, int64_t cols) {
-  std::vector<int64_t> w(v.begin(), v.end());
-  return from_vector(w, {rows, cols});
-}
-
-std::unique_ptr<optim::Optimizer> make_optimizer(const TrainOptions& o,
-                                                 const models::DecoderLM& model) {
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainOptions& o, const models::Module& model,
+                                                 parallel::Communicator& tp) {
   std::vector<optim::NamedParam> named;
   for (const auto& [name, p] : model.named_parameters()) named.push_back({name, p});
   const optim::Hyper hyper{o.lr, o.weight_decay, o.beta1, o.beta2, o.eps};
   auto groups = optim::make_param_groups(named, hyper);
   if (o.optimizer == "adamw") return std::make_unique<optim::AdamW>(std::move(groups));
+  if (o.optimizer == "adamwscale" && tp.size() > 1)
+    return std::make_unique<ShardedAdamWScale>(std::move(groups), model, tp);
   if (o.optimizer == "adamwscale") return std::make_unique<optim::AdamWScale>(std::move(groups));
   STRATA_FAIL("train: unknown optimizer '", o.optimizer, "'; valid: adamw, adamwscale");
 }
@@ -48,153 +54,103 @@ double nominal_steps(const TrainOptions& o, int64_t tokens_per_step) {
   return 1000;
 }
 
-struct Eval {
-  double loss = 0, accuracy = 0;
-};
-
-// Mean loss and next-token accuracy over the first `batches` validation batches (fixed order).
-Eval evaluate(models::DecoderLM& model, const data::SampleSource& samples,
-              const data::Objective& objective, const data::Permutation& order,
-              const data::LoaderOptions& lo, int64_t batches) {
+// Mean loss and accuracy over the first `batches` validation batches (fixed order).
+EvalCounts evaluate(Task& task, const data::SampleSource& samples, const data::Permutation& order,
+                    const data::LoaderOptions& lo, int64_t batches) {
   NoGradGuard no_grad;
-  models::EvalModeGuard eval_mode(model);
-  Eval e;
-  int64_t counted = 0;
-  for (int64_t b = 0; b < batches; ++b) {
-    const data::Batch batch =
-        data::build_batch(samples, objective, order, lo, uint64_t(b * lo.global_batch));
-    Tensor ids = to_ids(batch.inputs, batch.rows, batch.input_len);
-    Tensor targets = to_ids(batch.targets, batch.rows, batch.target_len);
-    Tensor logits = model.forward(ids);
-    e.loss += cross_entropy(logits, targets).item<double>();
-    Tensor valid = ne(targets, scalar_tensor(-100, DType::i64));
-    Tensor hits = logical_and(eq(argmax(logits, -1), targets), valid);
-    e.accuracy += double(sum(hits).item<int64_t>());
-    counted += sum(valid).item<int64_t>();
-  }
-  e.loss /= double(batches);
-  e.accuracy /= double(std::max<int64_t>(counted, 1));
-  return e;
-}
-
-CheckpointState snapshot(const models::DecoderLM& model, const optim::Optimizer& opt,
-                         const optim::Clock& clock, uint64_t loader_counter, const TrainOptions& o,
-                         const std::string& fingerprint) {
-  CheckpointState s;
-  for (const auto& [name, p] : model.named_parameters()) s.model[name] = p.detach();
-  for (const auto& [key, t] : opt.state()) {
-    const auto slash = key.rfind('/');
-    s.optim[key.substr(0, slash)][key.substr(slash + 1)] = t.detach();
-  }
-  const optim::ClockState c = clock.state();
-  s.ints["optimizer_steps"] = opt.step_count();
-  s.ints["clock_steps"] = c.steps;
-  s.ints["tokens_consumed"] = c.tokens;
-  s.ints["loader_counter"] = int64_t(loader_counter);
-  s.ints["samples_consumed"] = int64_t(loader_counter);
-  s.ints["seed"] = int64_t(o.seed);
-  s.doubles["clock_seconds"] = c.seconds;
-  s.doubles["clock_reference_seconds"] = c.reference_seconds;
-  s.strings["config"] = o.config_text;
-  s.strings["tokenizer_fingerprint"] = fingerprint;
-  s.strings["model"] = "decoder";
-  s.strings["tokenizer_path"] = o.tokenizer;
-  const models::DecoderConfig& m = model.config();
-  s.ints["model.vocab"] = m.vocab;
-  s.ints["model.d_model"] = m.d_model;
-  s.ints["model.n_layers"] = m.n_layers;
-  s.ints["model.n_heads"] = m.n_heads;
-  s.ints["model.n_kv_heads"] = m.n_kv_heads;
-  s.ints["model.d_ff"] = m.d_ff;
-  s.ints["model.max_seq"] = m.max_seq;
-  s.ints["model.tie_embeddings"] = m.tie_embeddings;
-  s.doubles["model.rope_base"] = m.rope_base;
-  s.doubles["model.norm_eps"] = m.norm_eps;
-  s.doubles["model.dropout"] = m.dropout;
-  s.doubles["model.init_std"] = m.init_std;
-  return s;
-}
-
-void restore(const CheckpointState& s, models::DecoderLM& model, optim::Optimizer& opt,
-             optim::Clock& clock, const std::string& fingerprint, const fs::path& dir) {
-  auto fp = s.strings.find("tokenizer_fingerprint");
-  STRATA_CHECK(fp != s.strings.end() && fp->second == fingerprint, "resume from ", dir.string(),
-               ": the checkpoint was trained with tokenizer '",
-               fp == s.strings.end() ? "?" : fp->second, "' but this run uses '", fingerprint,
-               "'; use the same --data.tokenizer or start a new run_dir");
-  NoGradGuard no_grad;
-  for (const auto& [name, p] : model.named_parameters()) {
-    auto it = s.model.find(name);
-    STRATA_CHECK(it != s.model.end(), "resume from ", dir.string(), ": no parameter '", name,
-                 "' in the checkpoint (was it saved by a different model config?)");
-    model.load_parameter(name, it->second);
-  }
-  std::map<std::string, Tensor> state;
-  for (const auto& [param, entries] : s.optim)
-    for (const auto& [k, t] : entries) state[param + "/" + k] = t;
-  opt.load_state(state, s.ints.at("optimizer_steps"));
-  optim::ClockState c;
-  c.steps = s.ints.at("clock_steps");
-  c.tokens = s.ints.at("tokens_consumed");
-  c.seconds = s.doubles.at("clock_seconds");
-  c.reference_seconds = s.doubles.at("clock_reference_seconds");
-  clock.load_state(c);
+  models::EvalModeGuard eval_mode(task.module());
+  EvalCounts counts;
+  for (int64_t b = 0; b < batches; ++b)
+    task.evaluate(
+        data::build_batch(samples, *task.objective(), order, lo, uint64_t(b * lo.global_batch)),
+        counts);
+  return counts;
 }
 
 }  // namespace
 
-LoadedDecoder load_decoder(const std::string& dir) {
+LoadedTask load_trained(const std::string& dir) {
   const CheckpointState s = load_checkpoint(dir);
-  auto it = s.strings.find("model");
-  STRATA_CHECK(it != s.strings.end() && it->second == "decoder", "load_decoder: ", dir,
-               " does not hold a decoder LM checkpoint written by `strata train`");
-  models::DecoderConfig m;
-  m.vocab = s.ints.at("model.vocab");
-  m.d_model = s.ints.at("model.d_model");
-  m.n_layers = s.ints.at("model.n_layers");
-  m.n_heads = s.ints.at("model.n_heads");
-  m.n_kv_heads = s.ints.at("model.n_kv_heads");
-  m.d_ff = s.ints.at("model.d_ff");
-  m.max_seq = s.ints.at("model.max_seq");
-  m.tie_embeddings = s.ints.at("model.tie_embeddings") != 0;
-  m.rope_base = s.doubles.at("model.rope_base");
-  m.norm_eps = s.doubles.at("model.norm_eps");
-  m.dropout = s.doubles.at("model.dropout");
-  m.init_std = s.doubles.at("model.init_std");
-  LoadedDecoder out;
-  out.model = std::make_unique<models::DecoderLM>(m, uint64_t(s.ints.at("seed")));
-  NoGradGuard no_grad;
-  for (const auto& [name, p] : out.model->named_parameters())
-    out.model->load_parameter(name, s.model.at(name));
-  out.model->eval();
-  out.tokenizer = s.strings.at("tokenizer_path");
+  LoadedTask out;
+  auto path = s.strings.find("tokenizer_path");
+  STRATA_CHECK(path != s.strings.end(), "load: ", dir,
+               " has no tokenizer_path; was it written by `strata train`?");
+  out.tokenizer = data::load_tokenizer(path->second);
+  auto fp = s.strings.find("tokenizer_fingerprint");
+  STRATA_CHECK(fp != s.strings.end() && fp->second == out.tokenizer->fingerprint(), "load: ", dir,
+               " was trained with a different tokenizer than the one now at ", path->second);
+  out.task = make_task(s, *out.tokenizer);
   out.step = s.ints.at("step");
   return out;
 }
 
-TrainResult train_decoder(const TrainOptions& o, std::ostream& log) {
+TrainResult train(const TrainOptions& o, std::ostream& log) {
+  const parallel::Layout layout{o.parallel.dp, o.parallel.tp, o.parallel.pp};
+  const parallel::Topology topology = parallel::Topology::create(layout);
+  return train(o, log, topology);
+}
+
+TrainResult train(const TrainOptions& o, std::ostream& log_all, const parallel::Topology& topo) {
+  const bool parallel_job = topo.world_size() > 1;
+  const parallel::Layout& layout = topo.layout();
+  const int dp = layout.dp, pp = layout.pp;
+  // Only world rank 0 speaks; the others write to a stream without a buffer (failbit set).
+  std::ostream quiet(nullptr);
+  std::ostream& log = topo.world_rank() == 0 ? log_all : quiet;
+  if (parallel_job)
+    for (parallel::Communicator* c : {&topo.world(), &topo.tp(), &topo.dp(), &topo.pp()})
+      c->set_timeout(std::chrono::milliseconds(int64_t(o.parallel.timeout_s * 1e3)));
+
   if (o.threads > 0) Runtime::get().set_num_threads(o.threads);
-  STRATA_CHECK(o.micro_batch > 0 && o.grad_accum > 0 && o.seq_len > 1,
-               "train: micro_batch, grad_accum must be positive and seq_len > 1");
-  const auto tokenizer = data::load_tokenizer(o.tokenizer);
+  STRATA_CHECK(o.micro_batch > 0 && o.grad_accum > 0,
+               "train: data.micro_batch and data.grad_accum must be positive, got ", o.micro_batch,
+               " and ", o.grad_accum);
+  STRATA_CHECK(o.micro_batch % dp == 0, "train: data.micro_batch ", o.micro_batch,
+               " does not divide over the ", dp, " data-parallel ranks of ", layout.str(),
+               "; make it a multiple of dp");
+  // Micro-batches per step: grad_accum, or under pipeline parallelism parallel.micro_batches.
+  int64_t accum = o.grad_accum;
+  if (pp > 1 && o.parallel.micro_batches > 0) {
+    STRATA_CHECK(o.grad_accum == 1 || o.grad_accum == o.parallel.micro_batches,
+                 "train: parallel.micro_batches ", o.parallel.micro_batches,
+                 " and data.grad_accum ", o.grad_accum,
+                 " both set the micro-batches of a step; set one of them");
+    accum = o.parallel.micro_batches;
+  }
+
+  // Everything a rank can fail at alone (a missing file on one node) fails every rank alike.
+  std::unique_ptr<data::Tokenizer> tokenizer;
+  std::shared_ptr<data::ShardedDataset> train_docs, valid_docs;
+  std::unique_ptr<Task> task;
+  auto setup = [&] {
+    tokenizer = data::load_tokenizer(o.tokenizer);
+    train_docs = std::make_shared<data::ShardedDataset>(o.train_data);
+    valid_docs = std::make_shared<data::ShardedDataset>(o.valid_data);
+    train_docs->require_tokenizer(tokenizer->fingerprint());
+    valid_docs->require_tokenizer(tokenizer->fingerprint());
+    TaskPlacement placement;
+    placement.tp = &topo.tp();
+    placement.pp_stages = pp;
+    placement.pp_stage = topo.coords().pp;
+    try {
+      task = make_task(o.model, o.objective, *tokenizer, o.seed, placement);
+    } catch (const Error& e) {
+      if (!parallel_job) throw;
+      STRATA_FAIL(e.what(), " (parallel layout ", layout.str(), " on ", topo.world_size(),
+                  " ranks)");
+    }
+  };
+  if (parallel_job)
+    detail::on_all_ranks(topo.world(), "train.setup", setup);
+  else
+    setup();
   const std::string fingerprint = tokenizer->fingerprint();
-  auto train_docs = std::make_shared<data::ShardedDataset>(o.train_data);
-  auto valid_docs = std::make_shared<data::ShardedDataset>(o.valid_data);
-  train_docs->require_tokenizer(fingerprint);
-  valid_docs->require_tokenizer(fingerprint);
 
-  models::DecoderConfig mc = o.model;
-  if (mc.vocab == 0) mc.vocab = tokenizer->vocab_size();
-  STRATA_CHECK(mc.vocab >= tokenizer->vocab_size(), "train: model.vocab ", mc.vocab,
-               " is smaller than the tokenizer's ", tokenizer->vocab_size());
-  if (mc.max_seq == 0) mc.max_seq = o.seq_len;
-  models::DecoderLM model(mc, o.seed);
+  models::Module& model = task->module();
   model.train();
-  auto opt = make_optimizer(o, model);
-
-  auto objective = std::make_shared<data::CausalLm>(data::CausalLmOptions{o.seq_len, true},
-                                                    tokenizer->special());
-  const int64_t tokens_per_step = o.micro_batch * o.grad_accum * o.seq_len;
+  auto opt = make_optimizer(o, model, topo.tp());
+  const auto objective = task->objective();
+  const int64_t tokens_per_step = o.micro_batch * accum * task->tokens_per_row();
   optim::ScheduleConfig sc;
   sc.name = o.schedule;
   sc.base_lr = o.lr;
@@ -204,57 +160,112 @@ TrainResult train_decoder(const TrainOptions& o, std::ostream& log) {
   sc.floor = o.final_lr / o.lr;
   const optim::BudgetSchedule schedule(optim::make_schedule(sc),
                                        optim::parse_clock_kind(o.budget_unit), o.budget);
-  optim::Clock clock(optim::parse_clock_kind(o.budget_unit));
+  // A parallel job's ranks must agree on the wall time (the schedule follows it): their clocks
+  // read a time that world rank 0 broadcasts once per step.
+  const auto wall_origin = std::chrono::steady_clock::now();
+  auto wall_now = [wall_origin] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_origin).count();
+  };
+  double shared_now = 0;
+  auto share_time = [&] {
+    Tensor t = from_vector<double>({wall_now()}, {1});
+    topo.world().broadcast(t, 0, "world.clock");
+    shared_now = t.item<double>();
+  };
+  const bool shared_clock = parallel_job && o.budget_unit == "seconds";
+  optim::Clock clock = shared_clock ? optim::Clock(optim::parse_clock_kind(o.budget_unit),
+                                                   [&shared_now] { return shared_now; })
+                                    : optim::Clock(optim::parse_clock_kind(o.budget_unit));
 
   TrainResult result;
   uint64_t counter = 0;
   const fs::path run_dir = o.run_dir;
-  std::optional<fs::path> from;
-  if (o.resume == "auto") {
-    from = find_latest_checkpoint(run_dir);
-  } else if (o.resume != "none" && !o.resume.empty()) {
-    from = fs::path(o.resume);
-  }
-  if (from) {
-    const CheckpointState s = load_checkpoint(*from);
-    restore(s, model, *opt, clock, fingerprint, *from);
+  if (const auto from = resume_source(o.resume, run_dir, topo)) {
+    const CheckpointState s = load_training_checkpoint(*from, model, *opt, clock, fingerprint,
+                                                       task->kind(), topo, o.resume == "auto");
     counter = uint64_t(s.ints.at("loader_counter"));
     result.resumed_from = s.ints.at("step");
     log << "resumed from " << from->string() << " (step " << result.resumed_from << ")\n";
   }
   int64_t step = result.resumed_from;
 
+  // Data: rank r of the dp group builds rows r, r + dp, ... of each micro-batch.
   data::LoaderOptions lo;
   lo.seed = o.seed;
   lo.global_batch = o.micro_batch;
+  lo.dp_rank = topo.coords().dp;
+  lo.dp_size = dp;
   data::Loader loader(train_docs, objective, lo, counter);
-  data::LoaderOptions vlo;
-  vlo.seed = o.seed;
-  vlo.global_batch = o.micro_batch;
+  task->set_batch_rows(lo.dp_rank, lo.dp_size);
+  data::LoaderOptions vlo = lo;
   vlo.shuffle = false;
   const data::SampleSource valid_samples(valid_docs, objective->layout());
   const data::Permutation valid_order(uint64_t(valid_samples.size()), o.seed, false);
 
+  // Parallel machinery: the dp gradient reducer and the pipeline executor.
+  std::unique_ptr<parallel::GradReducer> reducer;
+  if (dp > 1)
+    reducer = std::make_unique<parallel::GradReducer>(model.named_parameters(), topo.dp());
+  std::unique_ptr<parallel::PipelineExecutor> executor;
+  std::vector<Tensor> tied_replicas;
+  if (pp > 1) {
+    executor = std::make_unique<parallel::PipelineExecutor>(
+        topo.pp(),
+        parallel::PipelineSchedule(parallel::parse_schedule_kind(o.parallel.schedule), pp, accum));
+    if (topo.is_last_stage()) tied_replicas = task->stage()->tied_parameters();
+  }
+
   // Other processes can only make a measured peak too low, never too high, so the peak is the
-  // largest measurement so far: taken at start-up and again at every evaluation.
-  double peak = o.peak_gflops > 0 ? o.peak_gflops : measure_fma_peak_gflops(false);
-  auto remeasure_peak = [&] {
-    if (o.peak_gflops <= 0) peak = std::max(peak, measure_fma_peak_gflops(false));
+  // largest measurement so far: taken at start-up and again at every evaluation. A parallel job
+  // counts rank 0's measurement once per rank.
+  const bool rank0 = topo.world_rank() == 0;
+  auto measure_peak = [&] {
+    return rank0 ? measure_fma_peak_gflops(false) * topo.world_size() : 0.0;
   };
-  const double flops_per_token = model.flops_per_token(o.seq_len);
-  MetricsLog metrics((run_dir / "metrics.jsonl").string());
-  log << "decoder: " << model.num_parameters() << " parameters ("
-      << model.num_non_embedding_parameters() << " without embeddings), " << flops_per_token / 1e6
-      << " MFLOP/token; " << loader.num_samples() << " training samples of " << o.seq_len
-      << " tokens; budget " << o.budget << " " << o.budget_unit << "; " << Runtime::get().describe()
-      << "; peak " << peak << " GFLOP/s\n";
+  double peak = o.peak_gflops > 0 ? o.peak_gflops : measure_peak();
+  auto remeasure_peak = [&] {
+    if (o.peak_gflops <= 0) peak = std::max(peak, measure_peak());
+  };
+  const double flops_per_token = task->flops_per_row() / double(task->tokens_per_row());
+  std::optional<MetricsLog> metrics;
+  if (rank0) metrics.emplace((run_dir / "metrics.jsonl").string());
+  auto write_metrics = [&](const std::string& kind, const std::map<std::string, double>& values) {
+    if (metrics) metrics->write(kind, values);
+  };
+  log << task->describe() << "; " << flops_per_token / 1e6 << " MFLOP/token; "
+      << loader.num_samples() << " training samples (" << objective->name() << "); budget "
+      << o.budget << " " << o.budget_unit << "; " << Runtime::get().describe() << "; peak " << peak
+      << " GFLOP/s\n";
+  if (parallel_job)
+    log << "parallel: " << layout.str() << " on " << topo.world_size() << " ranks"
+        << (pp > 1
+                ? std::string("; ") + o.parallel.schedule + " schedule, " + std::to_string(accum) +
+                      (accum == 1 ? " micro-batch" : " micro-batches") + " per step"
+                : std::string())
+        << "\n";
+  if (rank0) {
+    const double unigram =
+        data::unigram_cross_entropy(*train_docs, *valid_docs, tokenizer->vocab_size());
+    log << "reference: a unigram model scores " << unigram
+        << " nats/token on the validation split; a uniform guess "
+        << std::log(tokenizer->vocab_size()) << "\n";
+    write_metrics("baseline", {{"unigram_loss", unigram},
+                               {"uniform_loss", std::log(double(tokenizer->vocab_size()))}});
+  }
 
   auto save = [&]() {
-    const fs::path dir = save_checkpoint(
-        run_dir, step, snapshot(model, *opt, clock, loader.counter(), o, fingerprint), o.keep_last);
+    const fs::path dir = save_training_checkpoint(
+        run_dir, step, model, *opt,
+        trainer_state(*task, *opt, clock, loader.counter(), o, fingerprint), o.keep_last, topo);
     log << "saved " << dir.string() << "\n";
   };
+  auto evaluate_now = [&] {
+    return parallel_job
+               ? evaluate_parallel(*task, valid_samples, valid_order, vlo, o.eval_batches, topo)
+               : evaluate(*task, valid_samples, valid_order, vlo, o.eval_batches);
+  };
 
+  if (shared_clock) share_time();
   opt->set_lr(schedule.lr(clock));
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t first_step = step;
@@ -263,23 +274,61 @@ TrainResult train_decoder(const TrainOptions& o, std::ostream& log) {
   int64_t window_tokens = 0;
   while (!schedule.done(clock)) {
     if (o.stop_after > 0 && step - first_step >= o.stop_after) break;
-    model.set_step(uint64_t(step));
+    task->set_step(uint64_t(step));
     double step_loss = 0;
-    for (int64_t m = 0; m < o.grad_accum; ++m) {
-      const data::Batch batch = loader.next();
-      Tensor ids = to_ids(batch.inputs, batch.rows, batch.input_len);
-      Tensor targets = to_ids(batch.targets, batch.rows, batch.target_len);
-      Tensor loss = model.loss(ids, targets);
-      const double lv = loss.item<double>();
-      STRATA_CHECK(std::isfinite(lv), "train: the loss became ", lv, " at step ", step + 1,
-                   "; stopping without saving, so the last good checkpoint in ", run_dir.string(),
-                   " stays intact (lower --optim.lr or raise --optim.warmup_steps)");
-      step_loss += lv / double(o.grad_accum);
-      (o.grad_accum > 1 ? loss * (1.0 / double(o.grad_accum)) : loss).backward();
+    if (!parallel_job) {
+      for (int64_t m = 0; m < accum; ++m) {
+        Tensor loss = task->loss(loader.next());
+        const double lv = loss.item<double>();
+        step_loss += lv / double(accum);
+        (accum > 1 ? loss * (1.0 / double(accum)) : loss).backward();
+      }
+    } else {
+      std::vector<data::Batch> batches;
+      for (int64_t m = 0; m < accum; ++m) batches.push_back(loader.next());
+      // This rank's share of each micro-batch's loss positions (1 without data parallelism).
+      const std::vector<double> share =
+          dp > 1 ? loss_shares(batches, topo.dp()) : std::vector<double>(size_t(accum), 1.0);
+      if (executor) {
+        task->set_stage_batches(batches);
+        std::vector<double> scale;
+        for (double s : share) scale.push_back(double(dp) * s);
+        ScaledLossStage stage(*task->stage(), scale, topo.is_last_stage());
+        if (reducer) reducer->set_sync(false);  // reduce once, after the whole schedule
+        const double mean = executor->run(dp > 1 ? stage : *task->stage()).loss;
+        if (reducer) reducer->set_sync(true);
+        step_loss = mean / double(dp);
+      } else {
+        for (int64_t m = 0; m < accum; ++m) {
+          auto no_sync =
+              reducer && m + 1 < accum ? reducer->no_sync() : parallel::GradReducer::NoSync();
+          Tensor loss = task->loss(batches[size_t(m)]);
+          step_loss += loss.item<double>() * share[size_t(m)] / double(accum);
+          const double scale = double(dp) * share[size_t(m)] / double(accum);
+          (scale != 1.0 ? loss * scale : loss).backward();
+        }
+      }
+      if (reducer) {
+        reducer->finish();
+        if (executor) resync_tied_gradients(*task->stage(), topo.pp());
+      }
+      if (dp > 1) {
+        Tensor l = from_vector<double>({step_loss}, {1});
+        topo.dp().all_reduce(l, parallel::ReduceOp::Sum, "dp.loss");
+        step_loss = l.item<double>();
+      }
     }
+    STRATA_CHECK(std::isfinite(step_loss), "train: the loss became ", step_loss, " at step ",
+                 step + 1, "; stopping without saving, so the last good checkpoint in ",
+                 run_dir.string(),
+                 " stays intact (lower --optim.lr or raise --optim.warmup_steps)");
     // clip <= 0 turns clipping off; the norm is still measured for the log and the NaN check.
-    const double grad_norm =
-        o.clip > 0 ? optim::clip_grad_norm(*opt, o.clip) : optim::grad_norm(opt->params());
+    double grad_norm = 0;
+    if (parallel_job)
+      grad_norm = clip_parallel_grad_norm(model, tied_replicas, topo, o.clip);
+    else
+      grad_norm =
+          o.clip > 0 ? optim::clip_grad_norm(*opt, o.clip) : optim::grad_norm(opt->params());
     STRATA_CHECK(std::isfinite(grad_norm), "train: the gradient norm became ", grad_norm,
                  " at step ", step + 1,
                  "; stopping without saving, so the last good checkpoint in ", run_dir.string(),
@@ -287,6 +336,7 @@ TrainResult train_decoder(const TrainOptions& o, std::ostream& log) {
     const double lr = opt->lr();
     opt->step();
     opt->zero_grad();
+    if (shared_clock) share_time();
     clock.advance(tokens_per_step);
     opt->set_lr(schedule.lr(clock));
     ++step;
@@ -311,7 +361,7 @@ TrainResult train_decoder(const TrainOptions& o, std::ostream& log) {
                     (long long)step, sc.total_steps, step_loss, lr, grad_norm, tok_s, 100 * mfu,
                     format_bytes(double(mem.peak_bytes)).c_str(), format_duration(eta).c_str());
       log << line << std::flush;
-      metrics.write("train", {{"step", double(step)},
+      write_metrics("train", {{"step", double(step)},
                               {"loss", step_loss},
                               {"lr", lr},
                               {"grad_norm", grad_norm},
@@ -324,33 +374,33 @@ TrainResult train_decoder(const TrainOptions& o, std::ostream& log) {
     }
     if (last || (o.eval_every > 0 && step % o.eval_every == 0)) {
       remeasure_peak();
-      const Eval e = evaluate(model, valid_samples, *objective, valid_order, vlo, o.eval_batches);
-      result.valid_loss = e.loss;
-      result.valid_accuracy = e.accuracy;
-      log << "eval   step " << step << "  validation loss " << e.loss << "  token accuracy "
-          << e.accuracy << "\n";
-      metrics.write("eval", {{"step", double(step)}, {"loss", e.loss}, {"accuracy", e.accuracy}});
+      const EvalCounts e = evaluate_now();
+      result.valid_loss = e.loss();
+      result.valid_accuracy = e.accuracy();
+      log << "eval   step " << step << "  validation loss " << e.loss() << "  token accuracy "
+          << e.accuracy() << "\n";
+      std::map<std::string, double> values{
+          {"step", double(step)}, {"loss", e.loss()}, {"accuracy", e.accuracy()}};
+      write_metrics("eval", values);
     }
     if (last || (o.save_every > 0 && step % o.save_every == 0)) save();
   }
   if (o.stop_after > 0 && step - first_step >= o.stop_after && !schedule.done(clock)) save();
   result.step = step;
 
-  if (o.sample_tokens > 0 && !o.sample_prompt.empty()) {
-    std::vector<int32_t> p = tokenizer->encode(o.sample_prompt);
-    if (!p.empty()) {
-      models::GenerateOptions g;
-      g.max_new_tokens = std::min<int64_t>(o.sample_tokens, mc.max_seq - int64_t(p.size()));
-      g.greedy = false;
-      g.temperature = 0.8;
-      g.top_k = 40;
-      g.seed = o.seed;
-      Tensor out = models::generate(model, to_ids(p, 1, int64_t(p.size())), g);
-      const auto ids = out.to_vector<int64_t>();
-      std::vector<int32_t> tokens(ids.begin(), ids.end());
-      result.sample = tokenizer->decode(tokens);
-      log << "sample: " << result.sample << "\n";
-    }
+  if (o.sample_tokens > 0 && pp == 1) {
+    SampleOptions so;
+    so.prompt = o.sample_prompt;
+    so.max_new_tokens = o.sample_tokens;
+    so.seed = o.seed;
+    result.sample = task->sample(
+        *tokenizer, data::build_batch(valid_samples, *objective, valid_order, vlo, 0), so);
+    log << "sample: " << result.sample << "\n";
+  } else if (o.sample_tokens > 0) {
+    // Sampling runs the whole model, which no stage holds (and may not fit one process).
+    log << "sample: skipped under pipeline parallelism (no rank holds the whole model); run "
+           "`strata generate --checkpoint "
+        << (run_dir / checkpoint_dir_name(step)).string() << " --prompt ...` on the checkpoint\n";
   }
   return result;
 }

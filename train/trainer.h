@@ -1,18 +1,37 @@
 #pragma once
-// The training loop for causal language models: data from prepared shards, gradient
-// accumulation, AdamW/AdamWScale with global-norm clipping, a schedule driven by a budget clock,
-// periodic evaluation on the held-out split, JSONL metrics, crash-safe checkpoints and exact
-// resume. The same (options, seed) gives the same numbers; a resumed run equals the straight one
-// bit for bit (tests/train/resume_test).
+// The training loop, one for every model (train/task.h: the decoder LM, BERT, T5): data from
+// prepared shards, gradient accumulation, AdamW/AdamWScale with global-norm clipping, a schedule
+// driven by a budget clock, periodic evaluation on the held-out split, JSONL metrics, crash-safe
+// checkpoints and exact resume. The same (options, seed) gives the same numbers; a resumed run
+// equals the straight one bit for bit (tests/train/trainer_test.cpp). Under MPI the same loop runs
+// in any DP x TP x PP layout with the single-process numbers up to f32 summation order
+// (tests/parallel/train_parallel_mpitest.cpp; docs/parallelism.md, "Training in parallel").
 #include <cstdint>
 #include <iosfwd>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "models/decoder_lm.h"
+#include "train/task.h"
+
+namespace strata::parallel {
+class Topology;
+}
 
 namespace strata::train {
+
+// The DP x TP x PP layout of a run (docs/parallelism.md, "Training in parallel"). The product
+// must equal the number of MPI ranks; one process is DP1 x TP1 x PP1.
+struct ParallelOptions {
+  int dp = 0;  // 0: inferred from the world size
+  int tp = 1;
+  int pp = 1;
+  std::string schedule = "1f1b";  // gpipe | 1f1b (pp > 1)
+  // Micro-batches per step under pp > 1 (0: grad_accum); when set it replaces grad_accum, so a
+  // step is micro_batches x micro_batch sequences either way.
+  int64_t micro_batches = 0;
+  double timeout_s = 300;  // a rank waiting longer than this in a collective aborts the job
+};
 
 struct TrainOptions {
   // Run.
@@ -26,12 +45,12 @@ struct TrainOptions {
   std::string train_data;
   std::string valid_data;
   std::string tokenizer;
-  int64_t seq_len = 128;
   int64_t micro_batch = 16;
   int64_t grad_accum = 1;
 
-  // Model.
-  models::DecoderConfig model;
+  // Model and objective (objective.seq_len is the sample length).
+  ModelSpec model;
+  ObjectiveSpec objective;
 
   // Optimisation.
   std::string optimizer = "adamw";  // adamw | adamwscale
@@ -55,6 +74,8 @@ struct TrainOptions {
   int64_t sample_tokens = 64;
   // Stop (after saving) once this process has run this many steps: an interrupted run, for tests.
   int64_t stop_after = 0;
+
+  ParallelOptions parallel;
 };
 
 struct TrainResult {
@@ -62,18 +83,25 @@ struct TrainResult {
   int64_t resumed_from = 0;    // the checkpoint step this process started from (0: fresh)
   std::vector<double> losses;  // training loss of each step this process ran
   double valid_loss = 0, valid_accuracy = 0;
-  std::string sample;  // generated text from sample_prompt
+  std::string sample;  // what Task::sample printed at the end
 };
 
-TrainResult train_decoder(const TrainOptions& options, std::ostream& log);
+// Trains in the layout of options.parallel: one process, or this rank's part of an MPI job (MPI
+// initialised by the caller, parallel::MpiEnv). Every rank returns the same losses; only world
+// rank 0 writes `log` and metrics.jsonl.
+TrainResult train(const TrainOptions& options, std::ostream& log);
+// The same on a given topology (options.parallel's dp/tp/pp are ignored): tests run a
+// one-process reference with parallel::Topology::single() inside an MPI job.
+TrainResult train(const TrainOptions& options, std::ostream& log,
+                  const parallel::Topology& topology);
 
-// A decoder rebuilt from a checkpoint written by train_decoder: its config and weights, and the
-// tokenizer path the run used.
-struct LoadedDecoder {
-  std::unique_ptr<models::DecoderLM> model;
-  std::string tokenizer;
+// A trained model rebuilt from a checkpoint written by train(): the task with its weights (eval
+// mode), the tokenizer the run used, and the step.
+struct LoadedTask {
+  std::unique_ptr<data::Tokenizer> tokenizer;
+  std::unique_ptr<Task> task;
   int64_t step = 0;
 };
-LoadedDecoder load_decoder(const std::string& checkpoint_dir);
+LoadedTask load_trained(const std::string& checkpoint_dir);
 
 }  // namespace strata::train

@@ -83,8 +83,8 @@ std::string normalize(const std::string& name) {
   return out;
 }
 
-// The file-access property list for serial files. Issue 7's open_parallel builds its own here
-// with H5Pset_fapl_mpio(fapl, comm, info).
+// The file-access property list: serial files use HDF5's default (POSIX) driver; open_parallel
+// adds the MPI-IO one.
 Handle make_file_access() {
   Handle fapl = checked(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5File: H5Pcreate");
   // Closing the file closes any object id still open in it instead of keeping the file alive.
@@ -120,13 +120,14 @@ constexpr const char* kDTypeAttr = "strata_dtype";
 
 // ---- open / close -------------------------------------------------------------------------------
 
-H5File H5File::open(const std::string& path, Mode mode) {
-  silence_hdf5();
-  Handle fapl = make_file_access();
-  if (mode == Mode::Truncate) {
+namespace {
+
+// Opens or creates `path` with the given file-access list (serial or MPI-IO).
+hid_t open_with(const std::string& path, H5File::Mode mode, hid_t fapl) {
+  if (mode == H5File::Mode::Truncate) {
     hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     if (id < 0) STRATA_FAIL("H5File: cannot create '", path, "': ", take_h5_error());
-    return H5File(id, path, true);
+    return id;
   }
   std::error_code ec;
   STRATA_CHECK(std::filesystem::exists(path, ec), "H5File: cannot open '", path, "': no such file");
@@ -135,16 +136,35 @@ H5File H5File::open(const std::string& path, Mode mode) {
   const htri_t is_h5 = H5Fis_hdf5(path.c_str());
   if (is_h5 < 0) STRATA_FAIL("H5File: cannot open '", path, "': ", take_h5_error());
   STRATA_CHECK(is_h5 > 0, "H5File: cannot open '", path, "': not an HDF5 file");
-  const bool writable = mode == Mode::ReadWrite;
+  const bool writable = mode == H5File::Mode::ReadWrite;
   hid_t id = H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl);
   if (id < 0) STRATA_FAIL("H5File: cannot open '", path, "': ", take_h5_error());
-  return H5File(id, path, writable);
+  return id;
+}
+
+}  // namespace
+
+H5File H5File::open_parallel(const std::string& path, Mode mode, int mpi_comm_fortran) {
+  silence_hdf5();
+  Handle fapl = make_file_access();
+  check_status(H5Pset_fapl_mpio(fapl, MPI_Comm_f2c(mpi_comm_fortran), MPI_INFO_NULL),
+               "H5File: H5Pset_fapl_mpio for '", path, "'");
+  H5File f(open_with(path, mode, fapl), path, mode != Mode::Read);
+  f.parallel_ = true;
+  return f;
+}
+
+H5File H5File::open(const std::string& path, Mode mode) {
+  silence_hdf5();
+  Handle fapl = make_file_access();
+  return H5File(open_with(path, mode, fapl), path, mode != Mode::Read);
 }
 
 H5File::H5File(H5File&& other) noexcept
     : id_(std::exchange(other.id_, -1)),
       path_(std::move(other.path_)),
-      writable_(other.writable_) {}
+      writable_(other.writable_),
+      parallel_(other.parallel_) {}
 
 H5File& H5File::operator=(H5File&& other) noexcept {
   if (this != &other) {
@@ -152,6 +172,7 @@ H5File& H5File::operator=(H5File&& other) noexcept {
     id_ = std::exchange(other.id_, -1);
     path_ = std::move(other.path_);
     writable_ = other.writable_;
+    parallel_ = other.parallel_;
   }
   return *this;
 }
@@ -278,6 +299,37 @@ DType H5File::dtype_of(const std::string& name) const {
 
 // ---- datasets -----------------------------------------------------------------------------------
 
+void H5File::create_dataset(const std::string& name, DType dtype, const Shape& shape) {
+  check_writable("create_dataset");
+  const std::string path = normalize(name);
+  STRATA_CHECK(path != "/", "H5File::create_dataset: dataset name '", name, "' is empty");
+  if (exists(path)) {
+    Handle old = open_object(id_, *this, path, H5I_BADID, "create_dataset");
+    STRATA_CHECK(H5Iget_type(old) == H5I_DATASET, "H5File::create_dataset: '", path, "' in '",
+                 path_, "' is a group; refusing to replace it with a dataset");
+    check_status(H5Ldelete(id_, path.c_str(), H5P_DEFAULT), "H5File::create_dataset: replacing '",
+                 path, "'");
+  }
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
+  Handle space = shape.empty()
+                     ? checked(H5Screate(H5S_SCALAR), H5Sclose, "H5File::create_dataset: H5Screate")
+                     : checked(H5Screate_simple(int(dims.size()), dims.data(), nullptr), H5Sclose,
+                               "H5File::create_dataset: H5Screate_simple");
+  Handle lcpl = checked(H5Pcreate(H5P_LINK_CREATE), H5Pclose, "H5File::create_dataset: H5Pcreate");
+  check_status(H5Pset_create_intermediate_group(lcpl, 1),
+               "H5File::create_dataset: intermediate groups");
+  Handle dcpl =
+      checked(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, "H5File::create_dataset: H5Pcreate");
+  // Parallel HDF5 allocates a dataset's space when it is created; without this it would also
+  // write fill values there, a second pass over every byte that the slabs overwrite anyway.
+  if (parallel_)
+    check_status(H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER), "H5File::create_dataset: fill time");
+  Handle dset =
+      checked(H5Dcreate2(id_, path.c_str(), h5_types(dtype).file, space, lcpl, dcpl, H5P_DEFAULT),
+              H5Dclose, "H5File::create_dataset: cannot create '", path, "' in '", path_, "'");
+  if (dtype == DType::bf16) set_attr(path, kDTypeAttr, std::string("bf16"));
+}
+
 void H5File::write(const std::string& name, const Tensor& t) {
   check_writable("write");
   const std::string path = normalize(name);
@@ -285,59 +337,136 @@ void H5File::write(const std::string& name, const Tensor& t) {
   STRATA_CHECK(t.defined(), "H5File::write '", path, "': tensor is undefined");
   STRATA_CHECK(t.device().is_cpu(), "H5File::write '", path, "': tensor is on ", t.device().str(),
                ", expected a CPU tensor");
-  if (exists(path)) {
-    Handle old = open_object(id_, *this, path, H5I_BADID, "write");
-    STRATA_CHECK(H5Iget_type(old) == H5I_DATASET, "H5File::write: '", path, "' in '", path_,
-                 "' is a group; refusing to replace it with a dataset");
-    check_status(H5Ldelete(id_, path.c_str(), H5P_DEFAULT), "H5File::write: replacing '", path,
-                 "'");
-  }
-
   // detach: writing is not part of any graph.
   const Tensor c = t.detach().contiguous();
-  const Shape& shape = c.shape();
-  std::vector<hsize_t> dims(shape.begin(), shape.end());
-  Handle space = shape.empty()
-                     ? checked(H5Screate(H5S_SCALAR), H5Sclose, "H5File::write: H5Screate")
-                     : checked(H5Screate_simple(int(dims.size()), dims.data(), nullptr), H5Sclose,
-                               "H5File::write: H5Screate_simple");
-  Handle lcpl = checked(H5Pcreate(H5P_LINK_CREATE), H5Pclose, "H5File::write: H5Pcreate");
-  check_status(H5Pset_create_intermediate_group(lcpl, 1), "H5File::write: intermediate groups");
-  const TypePair types = h5_types(c.dtype());
-  Handle dset =
-      checked(H5Dcreate2(id_, path.c_str(), types.file, space, lcpl, H5P_DEFAULT, H5P_DEFAULT),
-              H5Dclose, "H5File::write: cannot create '", path, "' in '", path_, "'");
-  if (c.numel() > 0)
-    check_status(H5Dwrite(dset, types.memory, H5S_ALL, H5S_ALL, H5P_DEFAULT, c.raw_data()),
-                 "H5File::write '", path, "' in '", path_, "'");
-  if (c.dtype() == DType::bf16) set_attr(path, kDTypeAttr, std::string("bf16"));
+  create_dataset(path, c.dtype(), c.shape());
+  if (c.numel() == 0) return;
+  Handle dset = open_object(id_, *this, path, H5I_DATASET, "write");
+  check_status(
+      H5Dwrite(dset, h5_types(c.dtype()).memory, H5S_ALL, H5S_ALL, H5P_DEFAULT, c.raw_data()),
+      "H5File::write '", path, "' in '", path_, "'");
 }
 
-Tensor H5File::read(const std::string& name) const {
+namespace {
+
+// Selects the box [offset, offset + count) of a dataset's file space (all of a scalar one), after
+// checking that it lies inside.
+void select_box(hid_t space, const std::string& path, const std::vector<int64_t>& offset,
+                const Shape& count, const char* what) {
+  const Shape dims = [&] {
+    const int rank = H5Sget_simple_extent_ndims(space);
+    std::vector<hsize_t> d(size_t(std::max(rank, 0)));
+    if (rank > 0) H5Sget_simple_extent_dims(space, d.data(), nullptr);
+    return Shape(d.begin(), d.end());
+  }();
+  STRATA_CHECK(offset.size() == dims.size() && count.size() == dims.size(), "H5File::", what, " '",
+               path, "': the dataset has ", dims.size(), " dimensions, got an offset of ",
+               offset.size(), " and a shape of ", count.size());
+  for (size_t i = 0; i < dims.size(); ++i)
+    STRATA_CHECK(offset[i] >= 0 && count[i] >= 0 && offset[i] + count[i] <= dims[i],
+                 "H5File::", what, " '", path, "': dimension ", i, " range [", offset[i], ", ",
+                 offset[i] + count[i], ") is outside the dataset's size ", dims[i]);
+  if (dims.empty()) {
+    check_status(H5Sselect_all(space), "H5File::", what, " '", path, "': select");
+    return;
+  }
+  const std::vector<hsize_t> start(offset.begin(), offset.end()), n(count.begin(), count.end());
+  check_status(H5Sselect_hyperslab(space, H5S_SELECT_SET, start.data(), nullptr, n.data(), nullptr),
+               "H5File::", what, " '", path, "': select hyperslab");
+}
+
+Handle memory_space(const Shape& shape, const char* what) {
+  if (shape.empty()) return checked(H5Screate(H5S_SCALAR), H5Sclose, "H5File::", what);
+  const std::vector<hsize_t> dims(shape.begin(), shape.end());
+  return checked(H5Screate_simple(int(dims.size()), dims.data(), nullptr), H5Sclose,
+                 "H5File::", what);
+}
+
+}  // namespace
+
+void H5File::write_slab(const std::string& name, const Tensor& t,
+                        const std::vector<int64_t>& offset) {
+  check_writable("write_slab");
   const std::string path = normalize(name);
-  Handle d = open_object(id_, *this, path, H5I_DATASET, "read");
+  Handle d = open_object(id_, *this, path, H5I_DATASET, "write_slab");
+  Handle file_space = checked(H5Dget_space(d), H5Sclose, "H5File::write_slab: dataspace");
+  Handle xfer = checked(H5Pcreate(H5P_DATASET_XFER), H5Pclose, "H5File::write_slab: H5Pcreate");
+  if (parallel_)
+    check_status(H5Pset_dxpl_mpio(xfer, H5FD_MPIO_COLLECTIVE), "H5File::write_slab: collective");
+  const bool has_data = t.defined() && t.numel() > 0;
+  if (!has_data) {
+    // A rank with nothing to write still takes part in the collective, selecting nothing.
+    if (!parallel_) return;
+    const hsize_t one = 1;
+    Handle mem = checked(H5Screate_simple(1, &one, nullptr), H5Sclose, "H5File::write_slab");
+    check_status(H5Sselect_none(mem), "H5File::write_slab: select none");
+    check_status(H5Sselect_none(file_space), "H5File::write_slab: select none");
+    const DType dt = stored_dtype(d, path, path_);
+    unsigned char dummy[8] = {};
+    check_status(H5Dwrite(d, h5_types(dt).memory, mem, file_space, xfer, dummy),
+                 "H5File::write_slab '", path, "' in '", path_, "'");
+    return;
+  }
+  STRATA_CHECK(t.device().is_cpu(), "H5File::write_slab '", path, "': tensor is on ",
+               t.device().str(), ", expected a CPU tensor");
   const DType dt = stored_dtype(d, path, path_);
-  Tensor t = Tensor::empty(dataset_shape(d, path), dt);
-  if (t.numel() == 0) return t;
+  STRATA_CHECK(t.dtype() == dt, "H5File::write_slab '", path, "': the dataset holds ",
+               dtype_name(dt), ", got a ", dtype_name(t.dtype()), " tensor");
+  const Tensor c = t.detach().contiguous();
+  select_box(file_space, path, offset, c.shape(), "write_slab");
+  Handle mem = memory_space(c.shape(), "write_slab: memory space");
+  check_status(H5Dwrite(d, h5_types(dt).memory, mem, file_space, xfer, c.raw_data()),
+               "H5File::write_slab '", path, "' in '", path_, "'");
+}
+
+namespace {
+
+// Reads the selection `file_space` of dataset `d` into `t` (stored dtype, the selection's shape;
+// H5S_ALL for both spaces reads everything).
+void read_into(hid_t d, const std::string& path, const std::string& file, hid_t mem_space,
+               hid_t file_space, Tensor& t) {
+  const DType dt = t.dtype();
   Handle file_type = checked(H5Dget_type(d), H5Tclose, "H5File::read: type of '", path, "'");
   if (dt == DType::b8 && H5Tget_class(file_type) == H5T_ENUM) {
     // HDF5 does not convert enums to integers: read the raw byte values and normalise to 0/1.
     Handle native = checked(H5Tget_native_type(file_type, H5T_DIR_ASCEND), H5Tclose,
                             "H5File::read: native type of '", path, "'");
     std::vector<uint8_t> raw(size_t(t.numel()));
-    check_status(H5Dread(d, native, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()), "H5File::read '",
-                 path, "' in '", path_, "'");
+    check_status(H5Dread(d, native, mem_space, file_space, H5P_DEFAULT, raw.data()),
+                 "H5File::read '", path, "' in '", file, "'");
     bool* out = t.data<bool>();
     for (size_t i = 0; i < raw.size(); ++i) out[i] = raw[i] != 0;
-    return t;
+    return;
   }
-  check_status(H5Dread(d, h5_types(dt).memory, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.raw_data()),
-               "H5File::read '", path, "' in '", path_, "'");
+  check_status(H5Dread(d, h5_types(dt).memory, mem_space, file_space, H5P_DEFAULT, t.raw_data()),
+               "H5File::read '", path, "' in '", file, "'");
   if (dt == DType::b8) {
     // Any nonzero byte is true; a bool object must hold exactly 0 or 1.
     auto* bytes = static_cast<uint8_t*>(t.raw_data());
     for (int64_t i = 0; i < t.numel(); ++i) bytes[i] = bytes[i] != 0;
   }
+}
+
+}  // namespace
+
+Tensor H5File::read(const std::string& name) const {
+  const std::string path = normalize(name);
+  Handle d = open_object(id_, *this, path, H5I_DATASET, "read");
+  Tensor t = Tensor::empty(dataset_shape(d, path), stored_dtype(d, path, path_));
+  if (t.numel() > 0) read_into(d, path, path_, H5S_ALL, H5S_ALL, t);
+  return t;
+}
+
+Tensor H5File::read_slab(const std::string& name, const std::vector<int64_t>& offset,
+                         const Shape& shape) const {
+  const std::string path = normalize(name);
+  Handle d = open_object(id_, *this, path, H5I_DATASET, "read_slab");
+  Handle file_space = checked(H5Dget_space(d), H5Sclose, "H5File::read_slab: dataspace");
+  select_box(file_space, path, offset, shape, "read_slab");
+  Tensor t = Tensor::empty(shape, stored_dtype(d, path, path_));
+  if (t.numel() == 0) return t;
+  Handle mem = memory_space(shape, "read_slab: memory space");
+  read_into(d, path, path_, mem, file_space, t);
   return t;
 }
 

@@ -23,10 +23,13 @@ class H5File {
   // Throws strata::Error naming the path and the reason (missing, not an HDF5 file, permission).
   static H5File open(const std::string& path, Mode mode);
 
-  // Extension point (issue 7): `open_parallel(path, mode, MPI_Comm)` will build its file-access
-  // property list with H5Pset_fapl_mpio (see make_file_access() in hdf5_file.cpp) and add
-  // hyperslab writes of one rank's slice, e.g. write_slab(name, t, offset, global_shape), with a
-  // collective H5Pset_dxpl_mpio transfer list. Everything else here works unchanged on such a file.
+  // One file shared by every rank of an MPI communicator (MPI-IO driver), opened collectively.
+  // The communicator is passed as its Fortran handle, MPI_Comm_c2f(comm), which keeps mpi.h out
+  // of this header. On such a file, every call that changes structure or attributes (write,
+  // create_dataset, set_attr, flush, and closing) is collective: all ranks make it in the same
+  // order with the same arguments. write_slab is collective too; reads are independent.
+  static H5File open_parallel(const std::string& path, Mode mode, int mpi_comm_fortran);
+  bool is_parallel() const { return parallel_; }
 
   H5File(H5File&& other) noexcept;
   H5File& operator=(H5File&& other) noexcept;
@@ -43,6 +46,18 @@ class H5File {
   // A new contiguous CPU tensor with the stored dtype. uint8 and HDF5 enums of one byte (h5py's
   // bool) read as bool.
   Tensor read(const std::string& name) const;
+
+  // Hyperslabs, for files that several processes share (parallel checkpoints):
+  // create_dataset makes (replacing) dataset `name` of `dtype` and `shape` without writing data;
+  // write_slab writes `t` into the existing dataset at `offset` (one index per dimension; the
+  // dtype must be the stored one). On a parallel file it is a collective write: every rank
+  // calls it for the dataset, a rank with nothing to write passing an undefined tensor.
+  void create_dataset(const std::string& name, DType dtype, const Shape& shape);
+  void write_slab(const std::string& name, const Tensor& t, const std::vector<int64_t>& offset);
+  // The box [offset, offset + shape) of a dataset, as a new contiguous tensor of the stored
+  // dtype (read like `read`).
+  Tensor read_slab(const std::string& name, const std::vector<int64_t>& offset,
+                   const Shape& shape) const;
 
   // True when every component of the path exists ("/" always does).
   bool exists(const std::string& name) const;
@@ -74,6 +89,7 @@ class H5File {
   int64_t id_ = -1;
   std::string path_;
   bool writable_ = false;
+  bool parallel_ = false;
 };
 
 }  // namespace strata::io

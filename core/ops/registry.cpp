@@ -491,7 +491,10 @@ const std::vector<OpCase>& op_cases() {
   return cases;
 }
 
-const std::vector<std::string>& differentiable_op_names() {
+namespace {
+
+// The ops whose gradient checks are cases of op_cases().
+const std::vector<std::string>& local_op_names() {
   static const std::vector<std::string> names = {
       "neg",         "exp",     "log",         "sqrt",          "rsqrt",        "tanh",
       "sigmoid",     "relu",    "gelu",        "gelu_tanh",     "silu",         "abs",
@@ -503,6 +506,24 @@ const std::vector<std::string>& differentiable_op_names() {
       "to_dtype",    "cat",     "matmul",      "linear",        "index_select", "gather",
       "scatter_add", "softmax", "log_softmax", "cross_entropy", "layer_norm",   "rms_norm",
       "dropout",     "rope",    "attention",   "recompute"};
+  return names;
+}
+
+}  // namespace
+
+const std::vector<std::string>& communication_op_names() {
+  static const std::vector<std::string> names = {"copy_to_tp", "reduce_from_tp", "scatter_to_tp",
+                                                 "gather_from_tp", "vocab_parallel_cross_entropy"};
+  return names;
+}
+
+const std::vector<std::string>& differentiable_op_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> all = local_op_names();
+    const auto& comm = communication_op_names();
+    all.insert(all.end(), comm.begin(), comm.end());
+    return all;
+  }();
   return names;
 }
 

@@ -26,6 +26,10 @@ const std::vector<OpCase>& op_cases();
 
 // Every name autograd::record accepts.
 const std::vector<std::string>& differentiable_op_names();
+// The subset that communicates over a tensor-parallel group (parallel/tp_*.h). Their cases need a
+// communicator, so they are not in op_cases(): their f64 gradient checks run under mpirun in
+// tests/parallel, whose registry test requires one for each of these names.
+const std::vector<std::string>& communication_op_names();
 bool is_registered_op(const std::string& name);
 
 }  // namespace strata

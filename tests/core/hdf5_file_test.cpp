@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -215,6 +216,61 @@ TEST_F(H5FileTest, DatasetErrorsNameTheDataset) {
   expect_error([&] { f.shape_of("/nope"); }, {"/nope"});
   expect_error([&] { f.write("/z", ones({1})); }, {"read-only", path});
   expect_error([&] { f.set_attr("/", "k", 1.0); }, {"read-only"});
+}
+
+// A dataset assembled from slabs (as the ranks of a parallel checkpoint write it) reads back as
+// the whole tensor, and read_slab returns any box of it; serial files only here, the MPI-IO path
+// is tests/parallel/parallel_checkpoint_mpitest.cpp.
+TEST_F(H5FileTest, SlabsWriteAndReadBoxes) {
+  const std::string path = file("slabs.h5");
+  const Tensor whole = randn({4, 6}, RandomKey{9}, DType::f64);
+  const Tensor flags = from_vector(std::vector<bool>{true, false, true, true, false, true}, {6});
+  {
+    H5File f = H5File::open(path, H5File::Mode::Truncate);
+    EXPECT_FALSE(f.is_parallel());
+    f.create_dataset("/g/w", DType::f64, {4, 6});
+    f.write_slab("/g/w", whole.narrow(1, 0, 3), {0, 0});  // non-contiguous column blocks
+    f.write_slab("/g/w", whole.narrow(1, 3, 3), {0, 3});
+    f.write_slab("/g/w", Tensor(), {0, 0});  // nothing to write: a no-op on a serial file
+    f.create_dataset("b", DType::b8, {6});
+    f.write_slab("b", flags.narrow(0, 2, 4), {2});
+    f.write_slab("b", flags.narrow(0, 0, 2), {0});
+    f.create_dataset("h", DType::bf16, {2});
+    f.write_slab("h", from_vector(std::vector<float>{1.f, 2.f}, {2}).to(DType::bf16), {0});
+    f.create_dataset("s", DType::i64, {});
+    f.write_slab("s", from_vector(std::vector<int64_t>{42}, {}), {});
+
+    expect_error(
+        [&] {
+          f.write_slab("/g/w", whole.narrow(0, 0, 2), {3, 0});
+        },
+        {"write_slab", "/g/w", "dimension 0 range [3, 5)", "size 4"});
+    expect_error(
+        [&] {
+          f.write_slab("/g/w", whole.to(DType::f32), {0, 0});
+        },
+        {"write_slab", "holds f64", "f32"});
+    expect_error([&] { f.write_slab("/g/w", whole.reshape({24}), {0}); }, {"/g/w", "2 dimensions"});
+  }
+  const H5File f = H5File::open(path, H5File::Mode::Read);
+  const auto same = [](const Tensor& a, const Tensor& b) {
+    return a.shape() == b.shape() && a.dtype() == b.dtype() &&
+           std::memcmp(a.contiguous().raw_data(), b.contiguous().raw_data(),
+                       size_t(a.numel()) * a.element_size()) == 0;
+  };
+  EXPECT_TRUE(same(f.read("/g/w"), whole));
+  EXPECT_TRUE(same(f.read_slab("/g/w", {1, 2}, {2, 3}), whole.narrow(0, 1, 2).narrow(1, 2, 3)));
+  EXPECT_TRUE(same(f.read_slab("/g/w", {0, 5}, {4, 1}), whole.narrow(1, 5, 1)));
+  EXPECT_EQ(f.read_slab("/g/w", {2, 0}, {0, 6}).numel(), 0);
+  EXPECT_TRUE(same(f.read("b"), flags));
+  EXPECT_TRUE(same(f.read_slab("b", {1}, {3}), flags.narrow(0, 1, 3)));
+  EXPECT_EQ(f.dtype_of("h"), DType::bf16);
+  EXPECT_EQ(f.read_slab("s", {}, {}).item<int64_t>(), 42);
+  expect_error(
+      [&] {
+        f.read_slab("/g/w", {0, 4}, {1, 3});
+      },
+      {"read_slab", "/g/w", "dimension 1 range [4, 7)", "size 6"});
 }
 
 }  // namespace

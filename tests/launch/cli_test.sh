@@ -70,6 +70,21 @@ expect train-no-data 1 "prepared data missing.*$tmp/nodata" -- \
   "$strata" train --data.prepare never --data.train "$tmp/nodata" --run.dir "$tmp/run"
 expect train-no-corpus 1 "no corpus at '$tmp/nocorpus'" -- \
   "$strata" train --data.corpus "$tmp/nocorpus" --data.train "$tmp/nodata" --run.dir "$tmp/run"
+expect train-bad-type 1 "unknown type 'gpt'; valid: decoder, bert, t5" -- \
+  "$strata" train --model.type gpt --run.dir "$tmp/run"
+expect train-key-for-other-type 1 "model.n_kv_heads does not apply to model.type bert" -- \
+  "$strata" train --model.type bert --model.n_kv_heads 2 --run.dir "$tmp/run"
+expect train-preset-of-other-type 1 "'t5-small' is not a preset of model.type bert" -- \
+  "$strata" train --model.type bert --model.preset t5-small --run.dir "$tmp/run"
+expect train-unknown-preset 1 "unknown preset 'bert-huge'" -- \
+  "$strata" train --model.type bert --model.preset bert-huge --run.dir "$tmp/run"
+expect train-bert-dump-config 0 "type = bert" -- \
+  "$strata" train --config "$REPO/configs/bert-small.ini" --dump-config
+expect finetune-no-task 1 "task files missing.*$tmp/none.tsv" -- \
+  "$strata" finetune --task.build never --task.train "$tmp/none.tsv" --task.valid "$tmp/none.tsv"
+expect finetune-no-tokenizer 1 "pass --tokenizer" -- \
+  "$strata" finetune --task.train "$REPO/tests/fixtures/tasks/tiny_task.tsv" \
+  --task.valid "$REPO/tests/fixtures/tasks/tiny_task.tsv"
 expect generate-missing 1 "$tmp/nockpt" -- "$strata" generate --checkpoint "$tmp/nockpt" --prompt x
 expect inspect-missing 1 "$tmp/nockpt" -- "$strata" inspect "$tmp/nockpt"
 

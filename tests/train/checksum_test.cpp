@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
+
+#include "core/error.h"
 
 namespace strata::train {
 namespace {
@@ -31,6 +34,27 @@ TEST(Checksum, ZeroPaddingAndSingleBitsChangeTheHash) {
       bytes[pos] ^= static_cast<unsigned char>(1 << bit);
     }
   }
+}
+
+// Mix64 fed in pieces of every split pattern equals the one-shot hash (parallel checkpoints hash
+// a tensor from slices that arrive one at a time), and a wrong total is an error.
+TEST(Checksum, StreamingEqualsOneShot) {
+  std::vector<unsigned char> bytes(257);
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<unsigned char>(i * 13 + 5);
+  for (size_t n :
+       {size_t(0), size_t(1), size_t(31), size_t(32), size_t(33), size_t(100), size_t(257)}) {
+    const uint64_t want = mix64(bytes.data(), n);
+    for (size_t piece : {size_t(1), size_t(3), size_t(7), size_t(32), size_t(45), size_t(300)}) {
+      Mix64 h(n);
+      for (size_t at = 0; at < n; at += piece) h.update(bytes.data() + at, std::min(piece, n - at));
+      EXPECT_EQ(h.finish(), want) << "n " << n << " piece " << piece;
+    }
+  }
+  Mix64 short_fed(10);
+  short_fed.update(bytes.data(), 9);
+  EXPECT_THROW(short_fed.finish(), Error);
+  Mix64 over_fed(10);
+  EXPECT_THROW(over_fed.update(bytes.data(), 11), Error);
 }
 
 TEST(Checksum, StringRoundTripAndRejects) {

@@ -56,14 +56,14 @@ struct TinyData {
     o.tokenizer = (root / "bytes.tok").string();
     o.train_data = (root / "train").string();
     o.valid_data = (root / "valid").string();
-    o.seq_len = 32;
+    o.objective.seq_len = 32;
     o.micro_batch = 4;
-    o.model.d_model = 32;
-    o.model.n_layers = 2;
-    o.model.n_heads = 4;
-    o.model.n_kv_heads = 2;
-    o.model.d_ff = 64;
-    o.model.dropout = 0.1;  // exercises the dropout keys across a resume
+    o.model.decoder.d_model = 32;
+    o.model.decoder.n_layers = 2;
+    o.model.decoder.n_heads = 4;
+    o.model.decoder.n_kv_heads = 2;
+    o.model.decoder.d_ff = 64;
+    o.model.decoder.dropout = 0.1;  // exercises the dropout keys across a resume
     o.lr = 3e-3;
     o.warmup_steps = 4;
     o.budget = 40;
@@ -85,7 +85,7 @@ const TinyData& tiny() {
 TEST(Trainer, LossFallsOnATinyCorpus) {
   TrainOptions o = tiny().options("falls");
   std::ostringstream log;
-  const TrainResult r = train_decoder(o, log);
+  const TrainResult r = train(o, log);
   ASSERT_EQ(r.step, 40) << log.str();
   double first = 0, last = 0;
   for (int i = 0; i < 5; ++i) first += r.losses[i] / 5;
@@ -120,13 +120,13 @@ void expect_bitwise_equal(const CheckpointState& a, const CheckpointState& b) {
 
 TEST(Trainer, ResumedRunEqualsStraightRunBitForBit) {
   std::ostringstream log;
-  const TrainResult straight = train_decoder(tiny().options("straight"), log);
+  const TrainResult straight = train(tiny().options("straight"), log);
 
   TrainOptions first = tiny().options("interrupted");
   first.stop_after = 17;  // not a save boundary: the stop itself saves
-  const TrainResult a = train_decoder(first, log);
+  const TrainResult a = train(first, log);
   ASSERT_EQ(a.step, 17);
-  const TrainResult b = train_decoder(tiny().options("interrupted"), log);  // resume auto
+  const TrainResult b = train(tiny().options("interrupted"), log);  // resume auto
   ASSERT_EQ(b.resumed_from, 17) << log.str();
   ASSERT_EQ(b.step, 40);
   for (size_t i = 0; i < a.losses.size(); ++i) EXPECT_EQ(a.losses[i], straight.losses[i]) << i;
@@ -145,7 +145,7 @@ TEST(Trainer, DivergenceStopsWithTheLastCheckpointIntact) {
   o.clip = 0;
   std::ostringstream log;
   try {
-    train_decoder(o, log);
+    train(o, log);
     FAIL() << "training with lr 1e30 did not stop";
   } catch (const Error& e) {
     const std::string m = e.what();
@@ -166,14 +166,14 @@ TEST(Trainer, TokenizerMismatchOnResumeIsAnError) {
   o.warmup_steps = 0;
   o.save_every = 1;
   std::ostringstream log;
-  train_decoder(o, log);
+  train(o, log);
   CheckpointState s = load_checkpoint(fs::path(o.run_dir) / "step_000000002");
   s.strings["tokenizer_fingerprint"] = "unigram:0123456789abcdef";
   s.ints["step"] = 3;
   save_checkpoint(o.run_dir, 3, s, 0);
   o.budget = 5;
   try {
-    train_decoder(o, log);
+    train(o, log);
     FAIL() << "resumed with another tokenizer";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("unigram:0123456789abcdef"), std::string::npos)

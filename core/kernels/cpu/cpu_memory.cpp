@@ -90,12 +90,22 @@ void CpuBackend::normal(const Tensor& dst, RandomKey key, double mean, double st
 void CpuBackend::dropout(const Tensor& x, double p, RandomKey key, const Tensor& y) {
   const Philox rng(key.seed, key.stream, key.step);
   const float threshold = float(p);
+  const bool strided = key.row_first != 0 || key.row_stride != 1;
+  STRATA_CHECK(!strided || (x.dim() >= 1 && key.row_first >= 0 && key.row_stride >= 1),
+               "dropout: a row mapping (first ", key.row_first, ", stride ", key.row_stride,
+               ") needs a tensor with a leading row dimension, first >= 0 and stride >= 1");
   dispatch_floating(x.dtype(), "dropout", [&]<class T>() {
     using C = compute_t<T>;
     const C scale = C(1.0 / (1.0 - p));
     const T* xp = x.data<T>();
+    const int64_t row_elems = strided && x.numel() > 0 ? x.numel() / x.size(0) : 1;
+    auto global = [&](int64_t i) -> uint64_t {
+      if (!strided) return uint64_t(i);
+      const int64_t row = i / row_elems;
+      return uint64_t((row * key.row_stride + key.row_first) * row_elems + (i - row * row_elems));
+    };
     fill_indexed<T>(y, [&](int64_t i) {
-      const bool keep = rng.uniform(key.index_offset + uint64_t(i)) >= threshold;
+      const bool keep = rng.uniform(key.index_offset + global(i)) >= threshold;
       return T(keep ? C(xp[i]) * scale : C(0));
     });
   });

@@ -1,0 +1,217 @@
+// Training throughput of crammed BERT and T5 v1.1 (issue 6): forward, loss, backward, clipping and
+// the optimizer step on random tokens, with the shapes and optimizers of configs/bert-small.ini and
+// configs/t5-small.ini (batch 32), which torch_model_reference.py uses for the same models in
+// PyTorch.
+//   BERT: seq 128, sparse prediction at a fixed 15% of positions (flat index i is masked when
+//         (7 i) mod 20 < 3); AdamW lr 1e-3, betas (0.9, 0.98), eps 1e-12, wd 0.01, clip 0.5.
+//   T5:   input 128 tokens, targets as long as span corruption (noise 0.15, mean span 3) makes
+//         them for that input (29); AdamWScale lr 2e-2, betas (0.9, 0.999), eps 1e-6, wd 0, clip 1.
+// Tokens per step count encoder and decoder tokens (T5: batch x (128 + 29)).
+// Prints one JSON line: step time (median), tokens/s, MFU against the FMA peak measured in the same
+// run at the same thread count, the median forward / backward / optimizer split, and peak memory
+// (allocator and process RSS).
+//   strata_bench_model --model bert-small|bert-c5|t5-small|t5-base [--threads N] [--steps S]
+//                      [--warmup W] [--batch B] [--seq L] [--input_len Ls] [--gemm KERNEL]
+#include <sys/resource.h>
+#include <time.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/fma_peak.h"
+#include "core/ops.h"
+#include "core/random/philox.h"
+#include "data/objectives.h"
+#include "models/bert.h"
+#include "models/t5.h"
+#include "optim/adamw.h"
+#include "optim/clip.h"
+
+using namespace strata;
+
+namespace {
+
+struct Options {
+  std::string model = "bert-small";
+  int threads = 1, steps = 10, warmup = 2;
+  int64_t batch = 32, seq = 128, input_len = 128;
+};
+
+// One training step split into the phases the JSON reports.
+struct StepFns {
+  std::function<Tensor(uint64_t step)> loss;  // forward + loss on the step's batch
+  std::unique_ptr<optim::Optimizer> opt;
+  double clip = 0;
+};
+
+Tensor random_ids(uint64_t step, uint32_t which, int64_t rows, int64_t cols, int64_t lo,
+                  int64_t hi) {
+  std::vector<int64_t> v(size_t(rows * cols));
+  const Philox rng(7, RngStream::Test, step * 4 + which);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = lo + int64_t(rng.bits(i) % uint32_t(hi - lo));
+  return from_vector(v, {rows, cols});
+}
+
+std::vector<optim::NamedParam> named_params(const models::Module& m) {
+  std::vector<optim::NamedParam> named;
+  for (const auto& [n, p] : m.named_parameters()) named.push_back({n, p});
+  return named;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+int run(const Options& o) {
+  Runtime::get().set_num_threads(o.threads);
+  const double peak = measure_fma_peak_gflops(false);
+  const bool bert = o.model.rfind("bert", 0) == 0;
+
+  std::shared_ptr<models::Module> model;
+  StepFns fns;
+  int64_t tokens_per_step = 0, enc_len = 0, dec_len = 0, masked = 0;
+  double flops_per_step = 0;
+  if (bert) {
+    const models::BertConfig cfg = models::bert_preset(o.model);
+    auto m = std::make_shared<models::BertMLM>(cfg, 1);
+    model = m;
+    enc_len = o.seq;
+    tokens_per_step = o.batch * o.seq;
+    // The fixed 15% pattern; masked tokens get a random label, the rest -100.
+    std::vector<uint8_t> is_masked(static_cast<size_t>(tokens_per_step));
+    for (int64_t i = 0; i < tokens_per_step; ++i) {
+      is_masked[size_t(i)] = (7 * i) % 20 < 3;
+      masked += is_masked[size_t(i)];
+    }
+    fns.loss = [m, o, cfg, is_masked](uint64_t step) {
+      const Tensor ids = random_ids(step, 0, o.batch, o.seq, 1, cfg.vocab);  // no pad id
+      std::vector<int64_t> lab =
+          random_ids(step, 1, o.batch, o.seq, 1, cfg.vocab).to_vector<int64_t>();
+      for (size_t i = 0; i < lab.size(); ++i)
+        if (!is_masked[i]) lab[i] = -100;
+      return m->mlm_loss(ids, from_vector(lab, {o.batch, o.seq}));
+    };
+    fns.opt = std::make_unique<optim::AdamW>(
+        optim::make_param_groups(named_params(*m), optim::Hyper{1e-3, 0.01, 0.9, 0.98, 1e-12}));
+    fns.clip = 0.5;
+    // The FLOP count at the pattern's exact masked fraction.
+    flops_per_step =
+        models::BertMLM::flops_per_token(cfg, o.seq, double(masked) / double(tokens_per_step)) *
+        double(tokens_per_step);
+  } else {
+    const models::T5Config cfg = models::t5_preset(o.model);
+    auto m = std::make_shared<models::T5Model>(cfg, 1);
+    model = m;
+    const data::SpanLengths l = data::span_corruption_lengths(o.input_len, 0.15, 3.0);
+    enc_len = l.inputs;
+    dec_len = l.targets;
+    tokens_per_step = o.batch * (enc_len + dec_len);
+    fns.loss = [m, o, cfg, enc_len, dec_len](uint64_t step) {
+      const Tensor x = random_ids(step, 0, o.batch, enc_len, 2, cfg.vocab);
+      const Tensor y = random_ids(step, 1, o.batch, dec_len, 2, cfg.vocab);
+      return m->loss(x, y);
+    };
+    fns.opt = std::make_unique<optim::AdamWScale>(
+        optim::make_param_groups(named_params(*m), optim::Hyper{2e-2, 0.0, 0.9, 0.999, 1e-6}));
+    fns.clip = 1.0;
+    flops_per_step = models::T5Model::flops_per_example(cfg, enc_len, dec_len) * double(o.batch);
+  }
+
+  using clock = std::chrono::steady_clock;
+  auto seconds = [](clock::time_point a, clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+  };
+  // Process CPU time per step beside wall time: on a machine shared with other jobs, a run whose
+  // cpu_ms falls well short of threads x step_ms did not have its cores.
+  auto cpu_seconds = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+  };
+  std::vector<double> total, fwd, bwd, upd, cpu;
+  Runtime::get().allocator(Device::cpu()).reset_peak();
+  for (int s = 0; s < o.warmup + o.steps; ++s) {
+    const double c0 = cpu_seconds();
+    const auto t0 = clock::now();
+    Tensor loss = fns.loss(uint64_t(s));
+    const auto t1 = clock::now();
+    loss.backward();
+    const auto t2 = clock::now();
+    optim::clip_grad_norm(*fns.opt, fns.clip);
+    fns.opt->step();
+    fns.opt->zero_grad();
+    const auto t3 = clock::now();
+    const double c1 = cpu_seconds();
+    if (s < o.warmup) continue;  // warm-up steps fill the allocator cache
+    total.push_back(seconds(t0, t3));
+    fwd.push_back(seconds(t0, t1));
+    bwd.push_back(seconds(t1, t2));
+    upd.push_back(seconds(t2, t3));
+    cpu.push_back(c1 - c0);
+  }
+  const double step_s = median(total);
+  const double tok_s = double(tokens_per_step) / step_s;
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  std::printf(
+      "{\"bench\": \"model_train\", \"model\": \"%s\", \"impl\": \"strata\", \"gemm\": \"%s\", "
+      "\"threads\": %d, \"batch\": %lld, \"enc_len\": %lld, \"dec_len\": %lld, \"masked\": %lld, "
+      "\"params\": %lld, \"step_ms\": %.1f, \"forward_ms\": %.1f, \"backward_ms\": %.1f, "
+      "\"optimizer_ms\": %.1f, \"cpu_ms\": %.1f, \"tokens_per_s\": %.0f, \"gflop_per_step\": %.2f, "
+      "\"peak_gflops\": %.1f, \"mfu\": %.3f, \"allocator_peak_mib\": %.1f, \"max_rss_mib\": "
+      "%.1f}\n",
+      o.model.c_str(),
+      std::string(gemm::kernel_name(gemm::resolve(Runtime::get().gemm_kernel()))).c_str(),
+      o.threads, (long long)o.batch, (long long)enc_len, (long long)dec_len, (long long)masked,
+      (long long)model->num_parameters(), step_s * 1e3, median(fwd) * 1e3, median(bwd) * 1e3,
+      median(upd) * 1e3, median(cpu) * 1e3, tok_s, flops_per_step / 1e9, peak,
+      flops_per_step / step_s / (peak * 1e9),
+      double(Runtime::get().memory_stats().peak_bytes) / (1 << 20), double(ru.ru_maxrss) / 1024);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  prefer_passive_omp_wait(argv);
+  Options o;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string a = argv[i], v = argv[i + 1];
+    if (a == "--model")
+      o.model = v;
+    else if (a == "--gemm")
+      Runtime::get().set_gemm_kernel(gemm::parse_kernel(v));
+    else if (a == "--threads")
+      o.threads = std::stoi(v);
+    else if (a == "--steps")
+      o.steps = std::stoi(v);
+    else if (a == "--warmup")
+      o.warmup = std::stoi(v);
+    else if (a == "--batch")
+      o.batch = std::stol(v);
+    else if (a == "--seq")
+      o.seq = std::stol(v);
+    else if (a == "--input_len")
+      o.input_len = std::stol(v);
+    else {
+      std::fprintf(stderr, "unknown flag %s\n", a.c_str());
+      return 2;
+    }
+  }
+  if (o.steps < 1) {
+    std::fprintf(stderr, "--steps must be at least 1\n");
+    return 2;
+  }
+  try {
+    return run(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "strata_bench_model: %s\n", e.what());
+    return 1;
+  }
+}

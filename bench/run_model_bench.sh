@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# BERT and T5 training throughput, Strata against PyTorch (newest in /opt/torch-venv, eager and
+# torch.compile; Debian's 1.13 under /usr/bin/python3 for BERT, which has no transformers for T5),
+# same models, shapes, optimizers and thread counts; then a table with the ratios and the issue-6
+# targets (Strata >= 1.3x eager PyTorch at the same thread count, Strata at 2 threads >= 2x eager
+# PyTorch at its best thread count, Strata's resident memory <= PyTorch's).
+#   bench/run_model_bench.sh [BUILD_DIR] [extra flags for every run, e.g. --steps 6]
+# Environment: MODELS (default "bert-small t5-small"), THREADS ("1 2"), ROUNDS (1: every
+# configuration runs ROUNDS times, interleaved, and the table takes the median step time),
+# COMPILE (1; 0 skips torch.compile, which takes minutes to compile T5), OUT (the JSON lines file,
+# default a temporary one). For scale: MODELS="bert-c5 t5-base" THREADS=2 COMPILE=0 ... --batch 8
+set -euo pipefail
+# Every process, Strata and PyTorch alike, waits passively between parallel regions (see
+# prefer_passive_omp_wait in core/runtime.h); export another policy to compare.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+build="${1:-$here/../build}"
+shift || true
+models="${MODELS:-bert-small t5-small}"
+threads_list="${THREADS:-1 2}"
+rounds="${ROUNDS:-1}"
+compile="${COMPILE:-1}"
+out="${OUT:-$(mktemp /tmp/strata_model_bench.XXXXXX.jsonl)}"
+torch_py=/opt/torch-venv/bin/python
+failed() { echo "{\"bench\": \"model_train\", \"model\": \"$1\", \"impl\": \"$2\", \"threads\": $3, \"error\": \"failed\"}"; }
+
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+for round in $(seq "$rounds"); do
+  for model in $models; do
+    for threads in $threads_list; do
+      "$build/bench/strata_bench_model" --model "$model" --threads "$threads" "$@" | tee -a "$out"
+      if [[ -x $torch_py ]]; then
+        "$torch_py" "$here/torch_model_reference.py" --model "$model" --threads "$threads" "$@" \
+          2>/dev/null | tee -a "$out" || failed "$model" torch "$threads"
+        if [[ $compile == 1 ]]; then
+          "$torch_py" "$here/torch_model_reference.py" --model "$model" --threads "$threads" \
+            --compile "$@" 2>/dev/null | tee -a "$out" || failed "$model" torch+compile "$threads"
+        fi
+      fi
+      if [[ $model == bert-* ]] && /usr/bin/python3 -c 'import torch, h5py' 2>/dev/null; then
+        /usr/bin/python3 "$here/torch_model_reference.py" --model "$model" --threads "$threads" \
+          "$@" 2>/dev/null | tee -a "$out" || failed "$model" "torch 1.13" "$threads"
+      fi
+    done
+  done
+done
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg); JSON lines in $out" >&2
+
+python3 - "$out" <<'EOF'
+import collections, json, statistics, sys
+
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+runs = collections.defaultdict(list)
+for r in rows:
+    if "error" in r:
+        continue
+    impl = r["impl"] if r["impl"] != "torch" else "torch " + r["torch_version"].split("+")[0]
+    if r["impl"] == "torch+compile":
+        impl = "torch " + r["torch_version"].split("+")[0] + " compile"
+    runs[(r["model"], r["threads"], impl)].append(r)
+
+
+def med(key):
+    return statistics.median(r["step_ms"] for r in runs[key])
+
+
+ref = {}  # (model, threads) -> the Strata run: FLOPs per step and the FMA peak at that count
+for (model, threads, impl), rs in runs.items():
+    if impl == "strata":
+        ref[(model, threads)] = rs[0]
+print("| model | threads | implementation | step ms | tokens/s | MFU | max RSS MiB | Strata speed-up |")
+print("|---|---|---|---|---|---|---|---|")
+for key in sorted(runs, key=lambda k: (k[0], k[1], k[2] != "strata", k[2])):
+    model, threads, impl = key
+    r0, ms = runs[key][0], med(key)
+    tokens = r0["batch"] * (r0["enc_len"] + r0["dec_len"])
+    s = ref.get((model, threads))
+    mfu = f"{s['gflop_per_step'] / (ms / 1e3) / s['peak_gflops']:.0%}" if s else "-"
+    speed = f"{ms / med((model, threads, 'strata')):.2f}x" if s else "-"
+    rss = max(r["max_rss_mib"] for r in runs[key])
+    extra = f" (alloc peak {s['allocator_peak_mib']:.0f})" if impl == "strata" else ""
+    print(f"| {model} | {threads} | {impl} | {ms:.0f} | {tokens / (ms / 1e3):,.0f} | {mfu} | "
+          f"{rss:.0f}{extra} | {'' if impl == 'strata' else speed} |")
+
+print()
+for model in sorted({k[0] for k in runs}):
+    eager = {t: med(k) for k in runs for t in [k[1]] if k[0] == model and k[2].startswith("torch 2")
+             and not k[2].endswith("compile")}
+    strata = {k[1]: med(k) for k in runs if k[0] == model and k[2] == "strata"}
+    for t in sorted(strata):
+        if t in eager:
+            ratio = eager[t] / strata[t]
+            print(f"{model}: {t} thread(s): Strata {ratio:.2f}x eager PyTorch (target 1.30x) "
+                  f"{'MET' if ratio >= 1.3 else 'MISSED'}")
+    if 2 in strata and eager:
+        best_t = min(eager, key=eager.get)
+        ratio = eager[best_t] / strata[2]
+        print(f"{model}: Strata at 2 threads {ratio:.2f}x eager PyTorch at its best ({best_t} "
+              f"thread(s)) (target 2.00x) {'MET' if ratio >= 2.0 else 'MISSED'}")
+    srss = max(r["max_rss_mib"] for k in runs if k[0] == model and k[2] == "strata" for r in runs[k])
+    trss = [r["max_rss_mib"] for k in runs if k[0] == model and k[2] != "strata" for r in runs[k]]
+    if trss:
+        print(f"{model}: max RSS Strata {srss:.0f} MiB, PyTorch {min(trss):.0f}-{max(trss):.0f} MiB "
+              f"{'MET' if srss <= min(trss) else 'MISSED'}")
+EOF

@@ -1,0 +1,42 @@
+#pragma once
+// Fine-tuning for sequence classification: a BERT encoder pre-trained by `strata train` (or a
+// freshly initialised one, the control that shows what pre-training brings) under the
+// first-token pooler and a linear classifier (models::BertClassifier), trained on TSV examples
+// (data/classification.h) with AdamW, warmup + cosine decay, and accuracy on the validation file
+// after every epoch. The defaults are No Train No Gain's GLUE recipe (ALGORITHMS.md 2.2):
+// lr 4e-5, betas (0.9, 0.98), eps 1e-6, no weight decay, batch 16, 10% warmup, dropout 0.1.
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+namespace strata::train {
+
+struct FinetuneOptions {
+  std::string checkpoint;              // a BERT checkpoint directory; empty: random initialisation
+  std::string tokenizer;               // needed without a checkpoint (a checkpoint names its own)
+  std::string preset = "bert-small";   // the encoder size without a checkpoint
+  std::string train_file, valid_file;  // TSV: label<TAB>text[<TAB>text_b]
+  std::string run_dir;                 // metrics.jsonl goes here when set
+  int64_t seq_len = 128;
+  int64_t batch = 16;
+  int64_t epochs = 3;
+  double warmup_fraction = 0.1;
+  double lr = 4e-5, beta1 = 0.9, beta2 = 0.98, eps = 1e-6, weight_decay = 0.0;
+  double dropout = 0.1;
+  uint64_t seed = 1234;
+  int threads = 0;
+  int64_t log_every = 50;
+};
+
+struct FinetuneResult {
+  bool pretrained = false;
+  int64_t classes = 0, train_examples = 0, valid_examples = 0, steps = 0;
+  double majority_accuracy = 0;  // always answering the validation set's most frequent label
+  std::vector<double> epoch_accuracy;  // validation accuracy after each epoch
+  std::vector<double> epoch_loss;      // mean training loss of each epoch
+};
+
+FinetuneResult finetune_classifier(const FinetuneOptions& options, std::ostream& log);
+
+}  // namespace strata::train

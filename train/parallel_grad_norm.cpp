@@ -1,0 +1,43 @@
+#include "train/parallel_grad_norm.h"
+
+#include <cmath>
+
+#include "core/autograd/grad_mode.h"
+#include "core/ops.h"
+#include "optim/clip.h"
+
+namespace strata::train {
+
+double clip_parallel_grad_norm(const models::Module& model,
+                               const std::vector<Tensor>& tied_replicas,
+                               const parallel::Topology& topology, double max_norm) {
+  auto is_replica = [&](const Tensor& p) {
+    for (const Tensor& t : tied_replicas)
+      if (t.is_same(p)) return true;
+    return false;
+  };
+  double split = 0, replicated = 0;
+  std::vector<Tensor> params;
+  for (const auto& [name, p] : model.named_parameters()) {
+    params.push_back(p);
+    if (is_replica(p)) continue;
+    const double n = optim::grad_norm({p});
+    (model.sharding(name).is_replicated() ? replicated : split) += n * n;
+  }
+  Tensor s = from_vector<double>({split}, {1});
+  topology.tp().all_reduce(s, parallel::ReduceOp::Sum, "tp.grad_norm");
+  Tensor total = from_vector<double>({s.item<double>() + replicated}, {1});
+  topology.pp().all_reduce(total, parallel::ReduceOp::Sum, "pp.grad_norm");
+  const double norm = std::sqrt(total.item<double>());
+  if (max_norm <= 0 || !std::isfinite(norm)) return norm;
+  const double coef = max_norm / (norm + 1e-6);
+  if (coef >= 1.0) return norm;
+  NoGradGuard no_grad;
+  for (const Tensor& p : params) {
+    Tensor g = p.grad();
+    if (g.defined()) g.mul_(coef);
+  }
+  return norm;
+}
+
+}  // namespace strata::train

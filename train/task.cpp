@@ -1,0 +1,106 @@
+#include "train/task.h"
+
+#include <algorithm>
+
+#include "core/ops.h"
+#include "train/task_factories.h"
+
+namespace strata::train {
+
+Tensor batch_ids(const std::vector<int32_t>& values, int64_t rows, int64_t cols) {
+  std::vector<int64_t> wide(values.begin(), values.end());
+  return from_vector(wide, {rows, cols});
+}
+
+int64_t loss_positions(const data::Batch& b) {
+  return int64_t(
+      std::count_if(b.targets.begin(), b.targets.end(), [](int32_t t) { return t != -100; }));
+}
+
+void fail_pipelined(std::string_view kind, std::string_view what) {
+  STRATA_FAIL("train: the ", kind, " task holds one pipeline stage, so it cannot ", what,
+              "; the trainer runs stages through the pipeline executor");
+}
+
+void Task::set_stage_batches(const std::vector<data::Batch>&) {
+  STRATA_FAIL("train: the ", kind(), " task was not built as a pipeline stage");
+}
+
+int64_t state_int(const CheckpointState& s, const std::string& key) {
+  auto it = s.ints.find(key);
+  STRATA_CHECK(it != s.ints.end(), "checkpoint: the trainer state has no integer '", key,
+               "' (written by an older or different Strata?)");
+  return it->second;
+}
+
+double state_double(const CheckpointState& s, const std::string& key) {
+  auto it = s.doubles.find(key);
+  STRATA_CHECK(it != s.doubles.end(), "checkpoint: the trainer state has no number '", key,
+               "' (written by an older or different Strata?)");
+  return it->second;
+}
+
+void write_objective_spec(const ObjectiveSpec& o, CheckpointState& s) {
+  s.ints["objective.seq_len"] = o.seq_len;
+  s.doubles["objective.mlm_probability"] = o.mlm_probability;
+  s.doubles["objective.noise_density"] = o.noise_density;
+  s.doubles["objective.mean_span"] = o.mean_span;
+}
+
+ObjectiveSpec read_objective_spec(const CheckpointState& s) {
+  ObjectiveSpec o;
+  o.seq_len = state_int(s, "objective.seq_len");
+  o.mlm_probability = state_double(s, "objective.mlm_probability");
+  o.noise_density = state_double(s, "objective.noise_density");
+  o.mean_span = state_double(s, "objective.mean_span");
+  return o;
+}
+
+std::string decode_ids(const data::Tokenizer& tokenizer, const std::vector<int64_t>& ids) {
+  std::vector<int32_t> narrow;
+  for (int64_t id : ids)
+    if (id >= 0) narrow.push_back(int32_t(id));
+  return tokenizer.decode(narrow);
+}
+
+std::unique_ptr<Task> make_task(const ModelSpec& model, const ObjectiveSpec& objective,
+                                const data::Tokenizer& tokenizer, uint64_t seed,
+                                const TaskPlacement& placement) {
+  if (model.type == "decoder")
+    return make_decoder_task(model.decoder, objective, tokenizer, seed, placement);
+  if (model.type == "bert")
+    return make_bert_task(model.bert, objective, tokenizer, seed, placement);
+  if (model.type == "t5") return make_t5_task(model.t5, objective, tokenizer, seed, placement);
+  STRATA_FAIL("train: unknown model type '", model.type, "'; valid: decoder, bert, t5");
+}
+
+std::unique_ptr<Task> make_task(const CheckpointState& s, const data::Tokenizer& tokenizer) {
+  auto it = s.strings.find("model");
+  STRATA_CHECK(it != s.strings.end(),
+               "checkpoint: the trainer state does not say which model it holds (no 'model')");
+  const ObjectiveSpec objective = read_objective_spec(s);
+  const auto seed = uint64_t(state_int(s, "seed"));
+  std::unique_ptr<Task> task;
+  if (it->second == "decoder") {
+    task = make_decoder_task(read_decoder_config(s), objective, tokenizer, seed);
+  } else if (it->second == "bert") {
+    task = make_bert_task(read_bert_config(s), objective, tokenizer, seed);
+  } else if (it->second == "t5") {
+    task = make_t5_task(read_t5_config(s), objective, tokenizer, seed);
+  } else {
+    STRATA_FAIL("checkpoint: unknown model '", it->second,
+                "'; this Strata knows decoder, bert, t5");
+  }
+  NoGradGuard no_grad;
+  models::Module& m = task->module();
+  for (const auto& [name, p] : m.named_parameters()) {
+    auto t = s.model.find(name);
+    STRATA_CHECK(t != s.model.end(), "checkpoint: no parameter '", name, "' for its ", it->second,
+                 " model");
+    m.load_parameter(name, t->second);
+  }
+  m.eval();
+  return task;
+}
+
+}  // namespace strata::train

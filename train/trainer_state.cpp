@@ -1,0 +1,130 @@
+#include "train/trainer_state.h"
+
+#include "core/autograd/grad_mode.h"
+#include "train/checkpoint.h"
+#include "train/parallel_checkpoint.h"
+
+namespace strata::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool one_process(const parallel::Topology& t) {
+  return t.world_size() == 1;
+}
+
+// "<param>/<state>" keys of Optimizer::state() as (param, state).
+std::pair<std::string, std::string> split_state_key(const std::string& key) {
+  const auto slash = key.rfind('/');
+  return {key.substr(0, slash), key.substr(slash + 1)};
+}
+
+void check_fits(const CheckpointState& s, const std::string& fingerprint,
+                std::string_view expected_kind, const fs::path& dir) {
+  auto fp = s.strings.find("tokenizer_fingerprint");
+  STRATA_CHECK(fp != s.strings.end() && fp->second == fingerprint, "resume from ", dir.string(),
+               ": the checkpoint was trained with tokenizer '",
+               fp == s.strings.end() ? "?" : fp->second, "' but this run uses '", fingerprint,
+               "'; use the same --data.tokenizer or start a new run_dir");
+  auto kind = s.strings.find("model");
+  STRATA_CHECK(kind != s.strings.end() && kind->second == expected_kind, "resume from ",
+               dir.string(), ": the checkpoint holds a ",
+               kind == s.strings.end() ? "?" : kind->second, " model but this run trains a ",
+               expected_kind, "; use a new run.dir");
+}
+
+}  // namespace
+
+CheckpointState trainer_state(Task& task, const optim::Optimizer& opt, const optim::Clock& clock,
+                              uint64_t loader_counter, const TrainOptions& o,
+                              const std::string& fingerprint) {
+  CheckpointState s;
+  const optim::ClockState c = clock.state();
+  s.ints["optimizer_steps"] = opt.step_count();
+  s.ints["clock_steps"] = c.steps;
+  s.ints["tokens_consumed"] = c.tokens;
+  s.ints["loader_counter"] = int64_t(loader_counter);
+  s.ints["samples_consumed"] = int64_t(loader_counter);
+  s.ints["seed"] = int64_t(o.seed);
+  s.doubles["clock_seconds"] = c.seconds;
+  s.doubles["clock_reference_seconds"] = c.reference_seconds;
+  s.strings["config"] = o.config_text;
+  s.strings["tokenizer_fingerprint"] = fingerprint;
+  s.strings["tokenizer_path"] = o.tokenizer;
+  task.save_spec(s);
+  return s;
+}
+
+fs::path save_training_checkpoint(const fs::path& run_dir, int64_t step, models::Module& model,
+                                  const optim::Optimizer& opt, CheckpointState state, int keep_last,
+                                  const parallel::Topology& topology) {
+  if (one_process(topology)) {
+    for (const auto& [name, p] : model.named_parameters()) state.model[name] = p.detach();
+    for (const auto& [key, t] : opt.state()) {
+      const auto [param, name] = split_state_key(key);
+      state.optim[param][name] = t.detach();
+    }
+    return save_checkpoint(run_dir, step, state, keep_last);
+  }
+  ShardedCheckpointState s;
+  s.model = sharded_parameters(model);
+  for (const auto& [key, t] : opt.state()) {
+    const auto [param, name] = split_state_key(key);
+    s.optim[param][name] = {t.detach(), model.sharding(param)};
+  }
+  s.strings = std::move(state.strings);
+  s.ints = std::move(state.ints);
+  s.doubles = std::move(state.doubles);
+  ParallelSaveOptions so;
+  so.keep_last = keep_last;
+  return save_sharded_checkpoint(run_dir, step, s, topology.world(), so);
+}
+
+std::optional<fs::path> resume_source(const std::string& resume, const fs::path& run_dir,
+                                      const parallel::Topology& topology) {
+  if (resume == "none" || resume.empty()) return std::nullopt;
+  if (resume != "auto") return fs::path(resume);
+  if (one_process(topology)) return find_latest_checkpoint(run_dir);
+  return find_latest_checkpoint(run_dir, topology.world());
+}
+
+CheckpointState load_training_checkpoint(const fs::path& dir, models::Module& model,
+                                         optim::Optimizer& opt, optim::Clock& clock,
+                                         const std::string& fingerprint,
+                                         std::string_view expected_kind,
+                                         const parallel::Topology& topology, bool verified) {
+  CheckpointState s;
+  if (one_process(topology)) {
+    s = load_checkpoint(dir);
+  } else {
+    ShardRequest request;
+    request.model = parameter_shardings(model);
+    for (const auto& [key, t] : opt.state()) {
+      const auto [param, name] = split_state_key(key);
+      request.optim[param][name] = model.sharding(param);
+    }
+    s = load_sharded_checkpoint(dir, request, topology.world(), !verified);
+  }
+  check_fits(s, fingerprint, expected_kind, dir);
+  NoGradGuard no_grad;
+  for (const auto& [name, p] : model.named_parameters()) {
+    auto it = s.model.find(name);
+    STRATA_CHECK(it != s.model.end(), "resume from ", dir.string(), ": no parameter '", name,
+                 "' in the checkpoint (was it saved by a different model config?)");
+    model.load_parameter(name, it->second);
+  }
+  std::map<std::string, Tensor> state;
+  for (const auto& [param, entries] : s.optim)
+    for (const auto& [k, t] : entries) state[param + "/" + k] = t;
+  opt.load_state(state, s.ints.at("optimizer_steps"));
+  optim::ClockState c;
+  c.steps = s.ints.at("clock_steps");
+  c.tokens = s.ints.at("tokens_consumed");
+  c.seconds = s.doubles.at("clock_seconds");
+  c.reference_seconds = s.doubles.at("clock_reference_seconds");
+  clock.load_state(c);
+  return s;
+}
+
+}  // namespace strata::train
