@@ -12,6 +12,11 @@
 // (allocator and process RSS).
 //   strata_bench_model --model bert-small|bert-c5|t5-small|t5-base [--threads N] [--steps S]
 //                      [--warmup W] [--batch B] [--seq L] [--input_len Ls] [--gemm KERNEL]
+//                      [--device cpu|cuda|cuda:N] [--precision f32|bf16]
+// On a GPU (--device cuda) the model, batches and optimizer state live on the device, each phase
+// is timed up to a device synchronisation, MFU is against the GPU's nominal dense peak for the
+// compute dtype (optim::nominal_peak_tflops: bf16, or TF32 for f32), and the allocator figures are
+// the GPU's. --precision bf16 computes in bf16 with f32 master weights (models/precision.h).
 #include <sys/resource.h>
 #include <time.h>
 
@@ -28,9 +33,11 @@
 #include "core/random/philox.h"
 #include "data/objectives.h"
 #include "models/bert.h"
+#include "models/precision.h"
 #include "models/t5.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
+#include "optim/device.h"
 
 using namespace strata;
 
@@ -40,6 +47,8 @@ struct Options {
   std::string model = "bert-small";
   int threads = 1, steps = 10, warmup = 2;
   int64_t batch = 32, seq = 128, input_len = 128;
+  std::string device = "cpu";
+  std::string precision = "f32";
 };
 
 // One training step split into the phases the JSON reports.
@@ -70,8 +79,12 @@ double median(std::vector<double> v) {
 
 int run(const Options& o) {
   Runtime::get().set_num_threads(o.threads);
-  const double peak = measure_fma_peak_gflops(false);
+  const Device device = optim::resolve_device(o.device, "--device");
+  const bool on_gpu = !device.is_cpu();
+  const models::Precision precision = models::Precision::parse(o.precision, "--precision");
   const bool bert = o.model.rfind("bert", 0) == 0;
+  // Batches are built on the host and copied, as the trainer's are.
+  auto on_device = [device](const Tensor& t) { return device.is_cpu() ? t : t.to(device); };
 
   std::shared_ptr<models::Module> model;
   StepFns fns;
@@ -80,6 +93,8 @@ int run(const Options& o) {
   if (bert) {
     const models::BertConfig cfg = models::bert_preset(o.model);
     auto m = std::make_shared<models::BertMLM>(cfg, 1);
+    m->set_precision(precision);
+    m->to(device);
     model = m;
     enc_len = o.seq;
     tokens_per_step = o.batch * o.seq;
@@ -89,13 +104,13 @@ int run(const Options& o) {
       is_masked[size_t(i)] = (7 * i) % 20 < 3;
       masked += is_masked[size_t(i)];
     }
-    fns.loss = [m, o, cfg, is_masked](uint64_t step) {
-      const Tensor ids = random_ids(step, 0, o.batch, o.seq, 1, cfg.vocab);  // no pad id
+    fns.loss = [m, o, cfg, is_masked, on_device](uint64_t step) {
+      const Tensor ids = on_device(random_ids(step, 0, o.batch, o.seq, 1, cfg.vocab));  // no pad
       std::vector<int64_t> lab =
           random_ids(step, 1, o.batch, o.seq, 1, cfg.vocab).to_vector<int64_t>();
       for (size_t i = 0; i < lab.size(); ++i)
         if (!is_masked[i]) lab[i] = -100;
-      return m->mlm_loss(ids, from_vector(lab, {o.batch, o.seq}));
+      return m->mlm_loss(ids, on_device(from_vector(lab, {o.batch, o.seq})));
     };
     fns.opt = std::make_unique<optim::AdamW>(
         optim::make_param_groups(named_params(*m), optim::Hyper{1e-3, 0.01, 0.9, 0.98, 1e-12}));
@@ -107,14 +122,16 @@ int run(const Options& o) {
   } else {
     const models::T5Config cfg = models::t5_preset(o.model);
     auto m = std::make_shared<models::T5Model>(cfg, 1);
+    m->set_precision(precision);
+    m->to(device);
     model = m;
     const data::SpanLengths l = data::span_corruption_lengths(o.input_len, 0.15, 3.0);
     enc_len = l.inputs;
     dec_len = l.targets;
     tokens_per_step = o.batch * (enc_len + dec_len);
-    fns.loss = [m, o, cfg, enc_len, dec_len](uint64_t step) {
-      const Tensor x = random_ids(step, 0, o.batch, enc_len, 2, cfg.vocab);
-      const Tensor y = random_ids(step, 1, o.batch, dec_len, 2, cfg.vocab);
+    fns.loss = [m, o, cfg, enc_len, dec_len, on_device](uint64_t step) {
+      const Tensor x = on_device(random_ids(step, 0, o.batch, enc_len, 2, cfg.vocab));
+      const Tensor y = on_device(random_ids(step, 1, o.batch, dec_len, 2, cfg.vocab));
       return m->loss(x, y);
     };
     fns.opt = std::make_unique<optim::AdamWScale>(
@@ -122,6 +139,11 @@ int run(const Options& o) {
     fns.clip = 1.0;
     flops_per_step = models::T5Model::flops_per_example(cfg, enc_len, dec_len) * double(o.batch);
   }
+
+  // CPU: the FMA peak measured now, at this thread count; GPU: the nominal dense peak.
+  const double peak =
+      on_gpu ? optim::nominal_peak_tflops(device, precision.compute_dtype(model->dtype())) * 1e3
+             : measure_fma_peak_gflops(false);
 
   using clock = std::chrono::steady_clock;
   auto seconds = [](clock::time_point a, clock::time_point b) {
@@ -135,17 +157,23 @@ int run(const Options& o) {
     return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
   };
   std::vector<double> total, fwd, bwd, upd, cpu;
-  Runtime::get().allocator(Device::cpu()).reset_peak();
+  // Phase boundaries wait for the device, so each phase is timed by the work it queued.
+  auto sync = [device] { optim::synchronize(device); };
+  Runtime::get().allocator(device).reset_peak();
   for (int s = 0; s < o.warmup + o.steps; ++s) {
+    sync();
     const double c0 = cpu_seconds();
     const auto t0 = clock::now();
     Tensor loss = fns.loss(uint64_t(s));
+    sync();
     const auto t1 = clock::now();
     loss.backward();
+    sync();
     const auto t2 = clock::now();
     optim::clip_grad_norm(*fns.opt, fns.clip);
     fns.opt->step();
     fns.opt->zero_grad();
+    sync();
     const auto t3 = clock::now();
     const double c1 = cpu_seconds();
     if (s < o.warmup) continue;  // warm-up steps fill the allocator cache
@@ -160,19 +188,21 @@ int run(const Options& o) {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   std::printf(
-      "{\"bench\": \"model_train\", \"model\": \"%s\", \"impl\": \"strata\", \"gemm\": \"%s\", "
-      "\"threads\": %d, \"batch\": %lld, \"enc_len\": %lld, \"dec_len\": %lld, \"masked\": %lld, "
+      "{\"bench\": \"model_train\", \"model\": \"%s\", \"impl\": \"strata\", \"device\": \"%s\", "
+      "\"precision\": \"%s\", \"gemm\": \"%s\", \"threads\": %d, \"batch\": %lld, "
+      "\"enc_len\": %lld, \"dec_len\": %lld, \"masked\": %lld, "
       "\"params\": %lld, \"step_ms\": %.1f, \"forward_ms\": %.1f, \"backward_ms\": %.1f, "
       "\"optimizer_ms\": %.1f, \"cpu_ms\": %.1f, \"tokens_per_s\": %.0f, \"gflop_per_step\": %.2f, "
       "\"peak_gflops\": %.1f, \"mfu\": %.3f, \"allocator_peak_mib\": %.1f, \"max_rss_mib\": "
       "%.1f}\n",
-      o.model.c_str(),
+      o.model.c_str(), optim::device_name(device).c_str(), precision.name().c_str(),
       std::string(gemm::kernel_name(gemm::resolve(Runtime::get().gemm_kernel()))).c_str(),
       o.threads, (long long)o.batch, (long long)enc_len, (long long)dec_len, (long long)masked,
       (long long)model->num_parameters(), step_s * 1e3, median(fwd) * 1e3, median(bwd) * 1e3,
       median(upd) * 1e3, median(cpu) * 1e3, tok_s, flops_per_step / 1e9, peak,
-      flops_per_step / step_s / (peak * 1e9),
-      double(Runtime::get().memory_stats().peak_bytes) / (1 << 20), double(ru.ru_maxrss) / 1024);
+      peak > 0 ? flops_per_step / step_s / (peak * 1e9) : 0.0,
+      double(Runtime::get().memory_stats(device).peak_bytes) / (1 << 20),
+      double(ru.ru_maxrss) / 1024);
   return 0;
 }
 
@@ -199,6 +229,10 @@ int main(int argc, char** argv) {
       o.seq = std::stol(v);
     else if (a == "--input_len")
       o.input_len = std::stol(v);
+    else if (a == "--device")
+      o.device = v;
+    else if (a == "--precision")
+      o.precision = v;
     else {
       std::fprintf(stderr, "unknown flag %s\n", a.c_str());
       return 2;

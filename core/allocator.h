@@ -30,6 +30,9 @@ class Allocator {
   virtual MemoryStats stats() const = 0;
   virtual void reset_peak() = 0;
   virtual void empty_cache() = 0;
+  // Page-locked host memory (core/cuda/pinned_allocator.h): its tensors are CPU tensors that the
+  // GPU can copy from asynchronously.
+  virtual bool is_pinned() const { return false; }
 };
 
 class CachingCpuAllocator final : public Allocator {
@@ -65,6 +68,7 @@ class DataPtr {
   }
   void* get() const { return ptr_; }
   size_t nbytes() const { return nbytes_; }
+  Allocator* allocator() const { return alloc_; }
 
  private:
   void* ptr_ = nullptr;

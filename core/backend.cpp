@@ -2,6 +2,11 @@
 
 #include "core/kernels/cpu/cpu_backend.h"
 
+#ifdef STRATA_HAS_CUDA
+#include "core/cuda/cuda_context.h"
+#include "core/kernels/cuda/cuda_backend.h"
+#endif
+
 namespace strata {
 
 Backend& backend_for(Device device) {
@@ -9,9 +14,17 @@ Backend& backend_for(Device device) {
   switch (device.type) {
     case DeviceType::CPU:
       return cpu_backend;
-    case DeviceType::CUDA:
+    case DeviceType::CUDA: {
+#ifdef STRATA_HAS_CUDA
+      cuda::check_device(device.index);
+      // One instance serves every GPU: each method runs on the stream of its output's device.
+      static cuda::CudaBackend cuda_backend;
+      return cuda_backend;
+#else
       STRATA_FAIL("device ", device.str(),
                   ": this build has no CUDA backend; configure with -DSTRATA_CUDA=ON");
+#endif
+    }
   }
   STRATA_FAIL("unknown device");
 }

@@ -1,8 +1,12 @@
 #pragma once
 // The explicit runtime context: the one place that holds process-wide settings (thread count,
-// GEMM kernel choice) and the device allocators. Everything else is passed explicitly.
+// GEMM kernel choice) and the device state (allocators; for each GPU its compute stream).
+// Everything else is passed explicitly. The header is the same with and without CUDA.
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "core/allocator.h"
@@ -10,6 +14,10 @@
 #include "core/kernels/cpu/gemm/gemm.h"
 
 namespace strata {
+
+namespace cuda {
+struct DeviceState;  // core/cuda/device_state.h
+}
 
 class Runtime {
  public:
@@ -22,10 +30,20 @@ class Runtime {
   void set_gemm_kernel(gemm::Kernel k);
   gemm::Kernel gemm_kernel() const { return gemm_kernel_; }
 
+  // The caching allocator of a device; a GPU's is created on first use. Throws for a GPU in a
+  // build without CUDA and for a device index this process does not have.
   Allocator& allocator(Device d);
   MemoryStats memory_stats(Device d = Device::cpu()) { return allocator(d).stats(); }
+  // Page-locked host memory (Tensor::empty_pinned): needs the CUDA build and a GPU.
+  Allocator& pinned_allocator();
 
-  // A summary for logs: threads, GEMM kernel, CPU features.
+  // GPUs this process can use: 0 in a build without CUDA or on a machine without a GPU.
+  int cuda_device_count() const;
+  // The state of cuda:`index` (stream, allocator), created on first use. For core/cuda/ only.
+  cuda::DeviceState& cuda_device(int index);
+  static constexpr int kMaxCudaDevices = 64;
+
+  // A summary for logs: threads, GEMM kernel, CPU features, and the GPUs in a CUDA build.
   std::string describe() const;
 
  private:
@@ -33,6 +51,12 @@ class Runtime {
   int num_threads_ = 1;
   gemm::Kernel gemm_kernel_ = gemm::Kernel::Auto;
   CachingCpuAllocator cpu_allocator_;
+  // GPU state and the pinned allocator are created under the mutex and published through the
+  // atomics, so the per-kernel lookup of a stream takes no lock. They are never freed (see
+  // core/cuda/device_state.h).
+  std::mutex device_mutex_;
+  std::array<std::atomic<cuda::DeviceState*>, kMaxCudaDevices> cuda_devices_{};
+  std::atomic<Allocator*> pinned_allocator_{nullptr};
 };
 
 // Idle OpenMP threads that spin between parallel regions slow a training step down on machines

@@ -16,6 +16,7 @@ class Storage {
   void* data() const { return data_.get(); }
   size_t nbytes() const { return data_.nbytes(); }
   Device device() const { return device_; }
+  Allocator* allocator() const { return data_.allocator(); }
 
   uint64_t version() const { return version_.load(std::memory_order_relaxed); }
   void bump_version() { version_.fetch_add(1, std::memory_order_relaxed); }

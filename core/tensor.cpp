@@ -9,6 +9,7 @@
 #include "core/ops/elementwise.h"
 #include "core/ops/factory.h"
 #include "core/ops/shape.h"
+#include "core/ops/transfer.h"
 #include "core/runtime.h"
 
 namespace strata {
@@ -22,6 +23,23 @@ Tensor Tensor::empty(Shape shape, DType dtype, Device device) {
   impl->shape = std::move(shape);
   impl->dtype = dtype;
   return Tensor(std::move(impl));
+}
+
+Tensor Tensor::empty_pinned(Shape shape, DType dtype) {
+  for (int64_t s : shape)
+    STRATA_CHECK(s >= 0, "empty_pinned: negative size in shape ", shape_str(shape));
+  auto impl = std::make_shared<TensorImpl>();
+  const size_t nbytes = size_t(strata::numel(shape)) * dtype_size(dtype);
+  impl->storage = std::make_shared<Storage>(&Runtime::get().pinned_allocator(), nbytes);
+  impl->strides = contiguous_strides(shape);
+  impl->shape = std::move(shape);
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
+}
+
+bool Tensor::is_pinned() const {
+  const Allocator* a = storage().allocator();
+  return a != nullptr && a->is_pinned();
 }
 
 TensorImpl* Tensor::checked() const {
@@ -57,14 +75,15 @@ template <class T>
 T Tensor::item() const {
   STRATA_CHECK(numel() == 1, "item: tensor has ", numel(), " elements (shape ", shape_str(shape()),
                "), expected exactly one");
-  Tensor c = to(dtype_of<T>()).contiguous();
-  if (!c.device().is_cpu()) STRATA_FAIL("item: copy the tensor to the CPU first");
+  NoGradGuard no_grad;
+  Tensor c = to(Device::cpu()).to(dtype_of<T>()).contiguous();
   return *c.data<T>();
 }
 
 template <class T>
 std::vector<T> Tensor::to_vector() const {
-  Tensor c = to(dtype_of<T>()).contiguous();
+  NoGradGuard no_grad;
+  Tensor c = to(Device::cpu()).to(dtype_of<T>()).contiguous();
   const T* p = c.data<T>();
   return std::vector<T>(p, p + c.numel());
 }
@@ -165,6 +184,16 @@ Tensor Tensor::clone() const {
 Tensor Tensor::to(DType t) const {
   return strata::to_dtype(*this, t);
 }
+Tensor Tensor::to(Device d) const {
+  return strata::to_device(*this, d);
+}
+Tensor Tensor::pin_memory() const {
+  STRATA_CHECK(device().is_cpu(), "pin_memory: tensor is on ", device().str(),
+               "; only CPU tensors can be pinned");
+  Tensor out = empty_pinned(shape(), dtype());
+  backend_for(Device::cpu()).copy(*this, out);
+  return out;
+}
 
 namespace {
 void check_inplace(const Tensor& t, const char* op) {
@@ -190,13 +219,17 @@ Tensor& Tensor::copy_(const Tensor& src) {
   STRATA_CHECK(broadcast_shapes(src.shape(), shape(), "copy_") == shape(),
                "copy_: source of shape ", shape_str(src.shape()),
                " does not broadcast to destination ", shape_str(shape()));
-  backend_for(device()).copy(src.device() == device() ? broadcast_to(src, shape()) : src, *this);
+  if (src.device() == device())
+    backend_for(device()).copy(broadcast_to(src, shape()), *this);
+  else
+    copy_across_devices(broadcast_to(src, shape()), *this);
   storage().bump_version();
   return *this;
 }
 
 Tensor& Tensor::add_(const Tensor& other, double alpha) {
   check_inplace(*this, "add_");
+  check_same_device("add_", "the tensor", *this, "the addend", other);
   STRATA_CHECK(other.dtype() == dtype(), "add_: dtype ", dtype_name(other.dtype()), " added into ",
                dtype_name(dtype()));
   Tensor rhs = alpha == 1.0 ? other : other * alpha;
@@ -220,7 +253,7 @@ std::string Tensor::str(int64_t max_elements) const {
   os << "Tensor(" << shape_str(shape()) << ", " << dtype_name(dtype()) << ", " << device().str();
   if (requires_grad()) os << ", requires_grad";
   os << ") [";
-  const auto v = to(DType::f64).to_vector<double>();
+  const auto v = to_vector<double>();
   for (int64_t i = 0; i < std::min<int64_t>(max_elements, int64_t(v.size())); ++i)
     os << (i ? ", " : "") << v[i];
   if (int64_t(v.size()) > max_elements) os << ", ...";

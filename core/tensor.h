@@ -45,6 +45,10 @@ class Tensor {
 
   // Uninitialised memory from the device's caching allocator.
   static Tensor empty(Shape shape, DType dtype = DType::f32, Device device = Device::cpu());
+  // Uninitialised page-locked host memory: a CPU tensor that copies to a GPU asynchronously (loader
+  // batches). Needs the CUDA build and a GPU. Fill a fresh one per batch: a copy from it may still
+  // be running after .to(cuda) returns.
+  static Tensor empty_pinned(Shape shape, DType dtype = DType::f32);
 
   bool defined() const { return impl_ != nullptr; }
   TensorImpl* impl() const { return impl_.get(); }
@@ -63,6 +67,7 @@ class Tensor {
   size_t element_size() const { return dtype_size(dtype()); }
   bool is_contiguous() const;
   Storage& storage() const { return *checked()->storage; }
+  bool is_pinned() const;
 
   // Address of the first element (storage base + offset).
   void* raw_data() const {
@@ -74,7 +79,8 @@ class Tensor {
     check_access(dtype_of<T>(), "data");
     return static_cast<T*>(raw_data());
   }
-  // The value of a one-element tensor, converted to T.
+  // The value of a one-element tensor, converted to T. A GPU tensor is copied to the host first,
+  // which waits for the device's queued work (as to_vector and str do).
   template <class T>
   T item() const;
   // All elements in logical (row-major) order.
@@ -111,6 +117,11 @@ class Tensor {
   Tensor contiguous() const;
   Tensor clone() const;
   Tensor to(DType dtype) const;
+  // A copy on `device` (this tensor itself when already there). Differentiable: the gradient
+  // moves back to this tensor's device.
+  Tensor to(Device device) const;
+  // A pinned copy of a CPU tensor (see empty_pinned).
+  Tensor pin_memory() const;
 
   // In-place writes. Not differentiable: they throw on a tensor that requires grad while grad
   // mode is on, and bump the storage version so saved tensors are checked.

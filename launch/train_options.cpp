@@ -3,6 +3,7 @@
 #include <map>
 
 #include "models/decoder_presets.h"
+#include "optim/device.h"
 
 namespace strata::launch {
 
@@ -60,6 +61,9 @@ void declare_model_options(po::options_description& o) {
       "model.relative_max_distance", po::value<int64_t>(), "t5: relative-position max distance")(
       "model.share_position_bias", po::value<bool>(),
       "t5: true = block 0's bias table for the whole stack (nanoT5); false = one per block (NTNG)")(
+      "model.precision", po::value<std::string>()->default_value("f32"),
+      "f32, or bf16: bf16 matmuls and activations with f32 master weights, optimizer state, "
+      "norms, softmax, loss and residual stream (stored in checkpoints; generate and eval use it)")(
       "objective.mlm_probability", po::value<double>()->default_value(0.15),
       "bert: fraction of tokens selected for prediction (80% [MASK], 10% random, 10% kept)")(
       "objective.noise_density", po::value<double>()->default_value(0.15),
@@ -92,6 +96,9 @@ train::ModelSpec model_spec(const Config& cfg) {
   auto vocab = [&](auto& c) {
     c.vocab = cfg.has("model.vocab") ? cfg.get<int64_t>("model.vocab") : 0;
   };
+  // Mixed precision, for every model type (models/precision.h).
+  const models::Precision precision =
+      models::Precision::parse(cfg.get<std::string>("model.precision"), "model.precision");
   if (m.type == "decoder") {
     auto& c = m.decoder;
     c = models::decoder_preset(preset);
@@ -139,6 +146,7 @@ train::ModelSpec model_spec(const Config& cfg) {
                  "model.init_std does not apply to t5: T5 v1.1's "
                  "initialisation scales each matrix by its fan-in (ALGORITHMS.md 1.1)");
   }
+  m.decoder.precision = m.bert.precision = m.t5.precision = precision;
   return m;
 }
 
@@ -173,6 +181,9 @@ void declare_train_options(po::options_description& o) {
       "run.seed", po::value<uint64_t>()->default_value(d.seed),
       "seed of initialisation, data order, masking and dropout")(
       "run.threads", po::value<int>()->default_value(0), "threads (0: all cores)")(
+      "run.device", po::value<std::string>()->default_value(d.device),
+      "cpu, cuda (under mpirun: one GPU per node-local rank) or cuda:N; a GPU needs a build "
+      "with -DSTRATA_CUDA=ON")(
       "data.corpus", po::value<std::string>()->default_value("corpus"),
       "corpus with train/ and validation/ (scripts/get_corpus.sh), used when data.prepare = auto")(
       "data.prepare", po::value<std::string>()->default_value("auto"),
@@ -256,6 +267,10 @@ train::TrainOptions train_options(const Config& cfg) {
   o.resume = cfg.get<std::string>("run.resume");
   o.seed = cfg.get<uint64_t>("run.seed");
   o.threads = cfg.get<int>("run.threads");
+  o.device = cfg.get<std::string>("run.device");
+  // Checked here too (the trainer checks again), so a device this build or machine lacks is named
+  // before any data is prepared.
+  optim::resolve_device(o.device, "run.device");
   o.config_text = cfg.dump();
   const std::string data_dir = default_data_dir(cfg);
   auto path_or = [&](const std::string& key, const std::string& fallback) {

@@ -113,11 +113,16 @@ Tensor MultiHeadAttention::expand_kv_heads(const Tensor& t) const {
 }
 
 Tensor MultiHeadAttention::attend(const QKV& qkv, const AttentionContext& ctx) const {
+  // Mixed precision: q/k/v arrive in the compute dtype. The fused op accumulates in f32 either
+  // way; it runs in attention_dtype (f32 on the CPU, which has no bf16 kernel), and the additive
+  // bias (an f32 parameter in T5) and the cache's contents are brought to that dtype too.
+  const DType at = attention_dtype(qkv.q);
+  auto as_at = [at](const Tensor& t) { return t.defined() && t.dtype() != at ? t.to(at) : t; };
   Tensor k = qkv.k, v = qkv.v;
   AttentionOptions opt;
   opt.scale = cfg_.scale;
   opt.causal = cfg_.causal;
-  opt.bias = ctx.bias;
+  opt.bias = as_at(ctx.bias);
   opt.key_padding_mask = ctx.key_padding_mask;
   if (ctx.cache != nullptr) {
     ctx.cache->append(k, v);
@@ -125,12 +130,13 @@ Tensor MultiHeadAttention::attend(const QKV& qkv, const AttentionContext& ctx) c
     v = ctx.cache->values();
     opt.causal = cfg_.causal && ctx.cache->causal();
     if (Tensor cb = ctx.cache->bias(qkv.q.size(2)); cb.defined()) {
-      cb = expand_kv_heads(cb.to(qkv.q.dtype()));
+      cb = expand_kv_heads(cb.to(at));
       opt.bias = opt.bias.defined() ? opt.bias + cb : cb;
     }
   }
   const int64_t B = qkv.q.size(0), Lq = qkv.q.size(2);
-  Tensor o = attention(qkv.q, expand_kv_heads(k), expand_kv_heads(v), opt);
+  Tensor o = attention(as_at(qkv.q), expand_kv_heads(as_at(k)), expand_kv_heads(as_at(v)), opt);
+  if (o.dtype() != qkv.q.dtype()) o = o.to(qkv.q.dtype());  // back to the compute dtype
   o = o.transpose(1, 2).reshape({B, Lq, local_heads_ * cfg_.head_dim});
   return o_proj_->forward(o);
 }

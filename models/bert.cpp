@@ -158,15 +158,18 @@ BertLayer::BertLayer(const BertConfig& cfg, int64_t layer_index)
   ffn_ = register_module("ffn", std::make_shared<FeedForward>(f));
 }
 
-Tensor BertLayer::forward(const Tensor& x, const Tensor& key_padding_mask,
+Tensor BertLayer::forward(const Tensor& in, const Tensor& key_padding_mask,
                           const RandomKey& key) const {
   const bool drop = dropout_ > 0 && is_training();
+  // Mixed precision: as DecoderBlock, the residual stream in its own dtype.
+  const Precision& p = precision();
+  const Tensor x = p.residual_in(in);
   AttentionContext ctx;
   ctx.key_padding_mask = key_padding_mask;
-  Tensor a = attn_->forward(attn_norm_->forward(x), ctx);
+  Tensor a = p.residual_in(attn_->forward(attn_norm_->forward(x), ctx));
   if (drop) a = dropout(a, dropout_, with_site(key, uint32_t(2 * index_ + 1)), true);
   Tensor h = x + a;
-  Tensor f = ffn_->forward(ffn_norm_->forward(h));
+  Tensor f = p.residual_in(ffn_->forward(ffn_norm_->forward(h)));
   if (drop) f = dropout(f, dropout_, with_site(key, uint32_t(2 * index_ + 2)), true);
   return h + f;
 }
@@ -221,6 +224,7 @@ BertMLM::BertMLM(const BertConfig& cfg, uint64_t seed) : Module("BertMLM"), cfg_
   decoder_ = register_module("decoder", tied_decoder(encoder_->embed().word_ptr()));
   init_parameters(seed);
   zero_pad_row(*encoder_, cfg_.pad_id);
+  set_precision(cfg_.precision);
 }
 
 Tensor BertMLM::forward(const Tensor& ids, const Tensor& key_padding_mask) const {
@@ -294,6 +298,7 @@ BertClassifier::BertClassifier(const BertConfig& cfg, int64_t num_classes, uint6
       std::make_shared<Linear>(cfg_.d_model, num_classes, true, Init::normal(cfg_.init_std)));
   init_parameters(seed);
   zero_pad_row(*encoder_, cfg_.pad_id);
+  set_precision(cfg_.precision);
 }
 
 Tensor BertClassifier::classify(const Tensor& ids, const Tensor& key_padding_mask) const {
@@ -302,7 +307,8 @@ Tensor BertClassifier::classify(const Tensor& ids, const Tensor& key_padding_mas
   Tensor pooled = tanh(pooler_->forward(h.select(1, 0)));
   if (cfg_.dropout > 0 && is_training())
     pooled = dropout(pooled, cfg_.dropout, with_site(key, uint32_t(2 * cfg_.n_layers + 1)), true);
-  return classifier_->forward(pooled);
+  // The logits in f32 for the loss (a bf16 matmul output under bf16 compute).
+  return loss_input(classifier_->forward(pooled));
 }
 
 Tensor BertClassifier::loss(const Tensor& ids, const Tensor& labels,

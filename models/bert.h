@@ -50,6 +50,8 @@ struct BertConfig {
   // 0 in the pre-training presets: Cramming configures 0.1 but pre-trains in eval mode
   // (pretrain_in_train_mode: False). Set 0.1 for fine-tuning as Cramming does.
   double dropout = 0.0;
+  // How forward passes compute (models/precision.h): f32, or bf16 with f32 master weights.
+  Precision precision;
   // Tensor parallelism (not owned; null or a group of one: a single process). Heads, the GLU
   // width d_ff / 2 and the vocabulary (word embedding and tied decoder) are split over the group
   // (docs/parallelism.md); the numbers equal the single-process model's.

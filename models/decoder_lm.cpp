@@ -80,14 +80,18 @@ DecoderBlock::DecoderBlock(const DecoderConfig& cfg, int64_t layer_index)
   ffn_ = register_module("ffn", std::make_shared<FeedForward>(f));
 }
 
-Tensor DecoderBlock::forward(const Tensor& x, KVCache* cache, const RandomKey& dropout_key) const {
+Tensor DecoderBlock::forward(const Tensor& in, KVCache* cache, const RandomKey& dropout_key) const {
   const bool drop = dropout_ > 0 && is_training();
+  // Mixed precision: the residual stream in its own dtype (f32 under bf16), the sublayers'
+  // bf16 outputs widened into it before dropout and the sum.
+  const Precision& p = precision();
+  const Tensor x = p.residual_in(in);
   AttentionContext ctx;
   ctx.cache = cache;
-  Tensor a = attn_->forward(attn_norm_->forward(x), ctx);
+  Tensor a = p.residual_in(attn_->forward(attn_norm_->forward(x), ctx));
   if (drop) a = dropout(a, dropout_, with_site(dropout_key, uint32_t(2 * index_ + 1)), true);
   Tensor h = x + a;
-  Tensor f = ffn_->forward(ffn_norm_->forward(h));
+  Tensor f = p.residual_in(ffn_->forward(ffn_norm_->forward(h)));
   if (drop) f = dropout(f, dropout_, with_site(dropout_key, uint32_t(2 * index_ + 2)), true);
   return h + f;
 }
@@ -114,6 +118,7 @@ DecoderLM::DecoderLM(const DecoderConfig& cfg, uint64_t seed)
   norm_ = register_module("norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
   register_module("lm_head", lm_head_);
   init_parameters(seed);
+  set_precision(cfg_.precision);
 }
 
 Tensor DecoderLM::hidden(const Tensor& ids, ModelCache* cache) const {
@@ -145,7 +150,8 @@ ModelCache DecoderLM::make_cache(int64_t batch, int64_t capacity) const {
   for (int64_t i = 0; i < cfg_.n_layers; ++i)
     c.layers.push_back(
         std::make_unique<DenseKVCache>(batch, cfg_.kv_heads() / tp_size(cfg_), cfg_.head_dim(),
-                                       capacity > 0 ? capacity : cfg_.max_seq, dtype()));
+                                       capacity > 0 ? capacity : cfg_.max_seq,
+                                       precision().compute_dtype(dtype())));
   return c;
 }
 

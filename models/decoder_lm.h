@@ -33,6 +33,8 @@ struct DecoderConfig {
   bool tie_embeddings = false;
   double dropout = 0.0;    // residual dropout on the embedding and on each sublayer's output
   double init_std = 0.02;  // N(0, init_std) for every matrix; norm weights start at 1
+  // How forward passes compute (models/precision.h): f32, or bf16 with f32 master weights.
+  Precision precision;
   // Tensor parallelism (not owned; null or a group of one: a single process). Heads, kv heads,
   // d_ff and the vocabulary are split over the group (docs/parallelism.md); every parameter keeps
   // its name and records its global shape (Module::sharding), and the numbers equal the

@@ -11,7 +11,8 @@ LayerNorm::LayerNorm(int64_t dim, double eps, bool bias)
       bias_(bias ? register_parameter("bias", {dim}, Init::zeros()) : no_bias_) {}
 
 Tensor LayerNorm::forward(const Tensor& x) const {
-  return layer_norm(x, weight_, bias_, eps_);
+  // A bf16 x (a bf16 residual stream) is normalised in f32 against the f32 weight and bias.
+  return layer_norm(norm_input(x, weight_), weight_, bias_, eps_);
 }
 
 }  // namespace strata::models

@@ -26,7 +26,7 @@ Linear::Linear(std::string type, int64_t in_features, int64_t out_features, bool
 Tensor Linear::forward(const Tensor& x) const {
   STRATA_CHECK(x.dim() >= 1 && x.size(-1) == in_, "Linear: input ", shape_str(x.shape()),
                " does not end in ", in_);
-  return linear(x, weight_, bias_);
+  return mixed_linear(precision(), x, weight_, bias_);
 }
 
 }  // namespace strata::models

@@ -19,12 +19,13 @@ LMHead::LMHead(std::string type, std::shared_ptr<const Embedding> tied)
 }
 
 Tensor LMHead::local_logits(const Tensor& h) const {
-  return linear(h, weight());
+  // The matmul in the compute dtype; the logits in f32 for the loss and for sampling.
+  return loss_input(mixed_linear(precision(), h, weight()));
 }
 
 Tensor LMHead::loss(const Tensor& local, const Tensor& targets,
                     const std::string& reduction) const {
-  return cross_entropy(local, targets, -100, 0.0, reduction);
+  return cross_entropy(loss_input(local), targets, -100, 0.0, reduction);
 }
 
 }  // namespace strata::models

@@ -152,9 +152,12 @@ void Module::load_parameter(const std::string& full_name, const Tensor& value) {
                "' has shape ", shape_str(dst.shape()),
                sh.is_replicated() ? std::string() : " (global " + shape_str(sh.global_shape) + ")",
                ", got ", shape_str(value.shape()));
-  const Tensor src = global ? sh.local_slice(value) : value;
+  Tensor src = global ? sh.local_slice(value) : value;
   NoGradGuard guard;
-  dst.copy_(src.dtype() == dst.dtype() ? src : src.to(dst.dtype()));
+  if (src.dtype() != dst.dtype()) src = src.to(dst.dtype());
+  // A checkpoint's host tensor into a parameter on a GPU: converted where it is, then moved.
+  if (src.device() != dst.device()) src = src.contiguous().to(dst.device());
+  dst.copy_(src);
 }
 
 const Sharding& Module::sharding(const std::string& full_name) const {
@@ -191,6 +194,42 @@ void Module::to(DType dtype) {
       }
       p.tensor = it->second;
     }
+}
+
+namespace {
+
+// Gives `impl` a copy of its data on `device` (a new contiguous storage), keeping the impl.
+void move_impl(TensorImpl& impl, Device device) {
+  if (impl.storage->device() == device) return;
+  auto alias = std::make_shared<TensorImpl>();  // the data only: no autograd state to copy
+  alias->shape = impl.shape;
+  alias->strides = impl.strides;
+  alias->offset = impl.offset;
+  alias->dtype = impl.dtype;
+  alias->storage = impl.storage;
+  const Tensor moved = Tensor(std::move(alias)).contiguous().to(device);
+  impl.storage = moved.impl()->storage;
+  impl.offset = moved.offset();
+  impl.strides = moved.strides();
+}
+
+}  // namespace
+
+void Module::to(Device device) {
+  NoGradGuard guard;
+  std::set<TensorImpl*> moved;  // a tied weight is one impl in two slots: moved once
+  for (auto& [name, m] : named_modules())
+    for (auto& p : m->params_) {
+      TensorImpl* impl = p.tensor.impl();
+      if (!moved.insert(impl).second) continue;
+      move_impl(*impl, device);
+      if (impl->grad) move_impl(*impl->grad, device);
+    }
+}
+
+Device Module::device() const {
+  auto ps = named_parameters();
+  return ps.empty() ? Device::cpu() : ps.front().second.device();
 }
 
 DType Module::dtype() const {
@@ -234,7 +273,9 @@ void Module::init_parameters(uint64_t seed) {
         break;
     }
     if (!row_slice) v = sh.local_slice(v);
-    dst.copy_(draw == dst.dtype() ? v : v.to(dst.dtype()));
+    if (draw != dst.dtype()) v = v.to(dst.dtype());
+    if (v.device() != dst.device()) v = v.contiguous().to(dst.device());
+    dst.copy_(v);
   }
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "models/precision.h"
 
 namespace strata::models {
 
@@ -83,9 +84,28 @@ class Module {
   void eval() { train(false); }
   bool is_training() const { return training_; }
 
+  // ---- Mixed precision (models/precision.h) -------------------------------------------------
+  // How forward passes compute (f32, or bf16 with f32 master weights); the parameters keep their
+  // dtype either way. Set on the root once the tree is built (the models' constructors do it
+  // from their config); it propagates to every submodule, as train() does.
+  void set_precision(const Precision& p) {
+    precision_ = p;
+    for (auto& [n, c] : children_) c->set_precision(p);
+  }
+  const Precision& precision() const { return precision_; }
+  // ---- end mixed precision -----------------------------------------------------------------
+
   // Converts every parameter (keeping requires_grad) and drops gradients.
   void to(DType dtype);
   DType dtype() const;  // of the first parameter (f32 for a module without any)
+  // Moves every parameter and its gradient to `device` in place: each parameter's TensorImpl
+  // keeps its identity and gets the copy's storage, so every holder of the tensor (optimizers,
+  // gradient reducers, tied slots, autograd's AccumulateGrad) sees the move. requires_grad,
+  // dtype, names and sharding are unchanged. Views of a parameter taken before the move keep
+  // the old storage. A parameter already on `device` is left as it is (to(cpu) on a CPU model
+  // copies nothing).
+  void to(Device device);
+  Device device() const;  // of the first parameter (cpu for a module without any)
   // Clears every parameter's gradient.
   void zero_grad();
 
@@ -129,6 +149,7 @@ class Module {
 
   std::string type_name_;
   bool training_ = true;
+  Precision precision_;  // mixed precision (set_precision)
   std::deque<Param> params_;  // deque: references to slots stay valid as more are registered
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
 };

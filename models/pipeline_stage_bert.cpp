@@ -45,6 +45,7 @@ BertStage::BertStage(const BertConfig& cfg, uint64_t seed, const StageLayout& la
     register_module("decoder", decoder_);
   }
   init_parameters(seed);
+  set_precision(cfg_.precision);
   // As BertMLM: the pad row of the word table starts at zero (on the rank holding it under
   // tensor parallelism), on every stage holding a copy of the table.
   if (word_ && cfg_.pad_id >= 0) {
@@ -80,13 +81,13 @@ const BertMicroBatch& BertStage::batch(int64_t micro) const {
 std::vector<parallel::TensorSpec> BertStage::input_specs(int64_t micro) const {
   if (is_first()) return {};
   const Tensor& ids = batch(micro).ids;
-  return {{{ids.size(0), ids.size(1), cfg_.d_model}, dtype()}};
+  return {{{ids.size(0), ids.size(1), cfg_.d_model}, precision().residual_dtype(dtype())}};
 }
 
 std::vector<parallel::TensorSpec> BertStage::output_specs(int64_t micro) const {
   if (is_last()) return {};
   const Tensor& ids = batch(micro).ids;
-  return {{{ids.size(0), ids.size(1), cfg_.d_model}, dtype()}};
+  return {{{ids.size(0), ids.size(1), cfg_.d_model}, precision().residual_dtype(dtype())}};
 }
 
 std::vector<Tensor> BertStage::forward(int64_t micro, const std::vector<Tensor>& inputs) {

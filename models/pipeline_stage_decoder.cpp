@@ -47,6 +47,7 @@ DecoderStage::DecoderStage(const DecoderConfig& cfg, uint64_t seed, const StageL
     register_module("lm_head", lm_head_);
   }
   init_parameters(seed);
+  set_precision(cfg_.precision);
 }
 
 void DecoderStage::set_micro_batches(std::vector<DecoderMicroBatch> batches) {
@@ -69,7 +70,8 @@ const DecoderMicroBatch& DecoderStage::batch(int64_t micro) const {
 
 parallel::TensorSpec DecoderStage::hidden_spec(int64_t micro) const {
   const Tensor& ids = batch(micro).ids;
-  return {{ids.size(0), ids.size(1), cfg_.d_model}, dtype()};
+  // The residual stream crosses the stage boundary (f32 under bf16 compute as well).
+  return {{ids.size(0), ids.size(1), cfg_.d_model}, precision().residual_dtype(dtype())};
 }
 
 std::vector<parallel::TensorSpec> DecoderStage::input_specs(int64_t micro) const {

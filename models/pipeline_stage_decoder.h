@@ -36,6 +36,7 @@ class DecoderStage : public Module, public parallel::StageCompute {
 
   std::vector<parallel::TensorSpec> input_specs(int64_t micro) const override;
   std::vector<parallel::TensorSpec> output_specs(int64_t micro) const override;
+  Device stage_device() const override { return device(); }
   std::vector<Tensor> forward(int64_t micro, const std::vector<Tensor>& inputs) override;
   // The last stage's hits of its latest forward in eval mode (zero elsewhere and in training).
   StageHits eval_hits() const { return hits_; }

@@ -74,6 +74,7 @@ T5Stage::T5Stage(const T5Config& cfg, uint64_t seed, const StageLayout& layout, 
         tp ? std::make_shared<ParallelLMHead>(cfg_.d_model, cfg_.vocab, Init::normal(1.0), *cfg_.tp)
            : std::make_shared<LMHead>(cfg_.d_model, cfg_.vocab, Init::normal(1.0)));
   init_parameters(seed);
+  set_precision(cfg_.precision);
 }
 
 void T5Stage::set_micro_batches(std::vector<T5MicroBatch> batches) {
@@ -126,16 +127,23 @@ std::vector<parallel::TensorSpec> T5Stage::specs_at(int64_t boundary, int64_t mi
   const T5MicroBatch& mb = batch(micro);
   const int64_t B = mb.input_ids.size(0), Ls = mb.input_ids.size(1), Lt = mb.labels.size(1);
   const int64_t heads = cfg_.n_heads / (cfg_.tp != nullptr ? cfg_.tp->size() : 1);
+  // Block outputs are the residual stream (f32 under bf16 compute as well); the embedding, the
+  // encoder's final norm output and the bias tables are in the parameters' dtype.
+  const DType residual = precision().residual_dtype(dtype());
   std::vector<parallel::TensorSpec> specs;
   for (Wire w : wire_at(boundary)) {
     switch (w) {
       case Wire::EncHidden:
+        specs.push_back({{B, Ls, cfg_.d_model}, residual});
+        break;
       case Wire::Memory:
         specs.push_back({{B, Ls, cfg_.d_model}, dtype()});
         break;
       case Wire::DecEmbed:
-      case Wire::DecHidden:
         specs.push_back({{B, Lt, cfg_.d_model}, dtype()});
+        break;
+      case Wire::DecHidden:
+        specs.push_back({{B, Lt, cfg_.d_model}, residual});
         break;
       case Wire::EncBias:
         specs.push_back({{1, heads, Ls, Ls}, dtype()});

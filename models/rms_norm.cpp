@@ -8,7 +8,8 @@ RMSNorm::RMSNorm(int64_t dim, double eps)
     : Module("RMSNorm"), eps_(eps), weight_(register_parameter("weight", {dim}, Init::ones())) {}
 
 Tensor RMSNorm::forward(const Tensor& x) const {
-  return rms_norm(x, weight_, eps_);
+  // A bf16 x (a bf16 residual stream) is normalised in f32 against the f32 weight.
+  return rms_norm(norm_input(x, weight_), weight_, eps_);
 }
 
 }  // namespace strata::models

@@ -144,16 +144,19 @@ T5EncoderBlock::T5EncoderBlock(const T5Config& cfg, int64_t index, bool owns_bia
   ffn_ = register_module("ffn", std::make_shared<FeedForward>(ffn_config(cfg)));
 }
 
-Tensor T5EncoderBlock::forward(const Tensor& x, const Tensor& bias, const Tensor& mask,
+Tensor T5EncoderBlock::forward(const Tensor& in, const Tensor& bias, const Tensor& mask,
                                const RandomKey& key) const {
   const uint32_t site = uint32_t(1 + 3 * index_);
+  // Mixed precision: as DecoderBlock, the residual stream in its own dtype.
+  const Precision& p = precision();
+  const Tensor x = p.residual_in(in);
   AttentionContext ctx;
   ctx.bias = bias;
   ctx.key_padding_mask = mask;
-  Tensor h = x + maybe_dropout(attn_->forward(attn_norm_->forward(x), ctx), dropout_, is_training(),
-                               at_site(key, site));
-  return h + maybe_dropout(ffn_->forward(ffn_norm_->forward(h)), dropout_, is_training(),
-                           at_site(key, site + 1));
+  Tensor h = x + maybe_dropout(p.residual_in(attn_->forward(attn_norm_->forward(x), ctx)),
+                               dropout_, is_training(), at_site(key, site));
+  return h + maybe_dropout(p.residual_in(ffn_->forward(ffn_norm_->forward(h))), dropout_,
+                           is_training(), at_site(key, site + 1));
 }
 
 T5DecoderBlock::T5DecoderBlock(const T5Config& cfg, int64_t index, bool owns_bias)
@@ -181,15 +184,19 @@ T5CrossKV T5DecoderBlock::project_memory(const Tensor& memory) const {
   return kv;
 }
 
-Tensor T5DecoderBlock::forward(const Tensor& x, const Tensor& self_bias, const Tensor& memory,
+Tensor T5DecoderBlock::forward(const Tensor& in, const Tensor& self_bias, const Tensor& memory,
                                const Tensor& memory_mask, KVCache* cache, const T5CrossKV* cross,
                                const RandomKey& key) const {
   const uint32_t site = uint32_t(1 + 3 * index_);
+  // Mixed precision: as DecoderBlock, the residual stream in its own dtype.
+  const Precision& p = precision();
+  const Tensor x = p.residual_in(in);
   AttentionContext self_ctx;
   self_ctx.bias = self_bias;
   self_ctx.cache = cache;
-  Tensor h = x + maybe_dropout(self_attn_->forward(self_attn_norm_->forward(x), self_ctx), dropout_,
-                               is_training(), at_site(key, site));
+  Tensor h = x + maybe_dropout(
+                     p.residual_in(self_attn_->forward(self_attn_norm_->forward(x), self_ctx)),
+                     dropout_, is_training(), at_site(key, site));
 
   // Cross-attention: no position bias, the encoder's padding mask.
   const Tensor y = cross_attn_norm_->forward(h);
@@ -210,9 +217,9 @@ Tensor T5DecoderBlock::forward(const Tensor& x, const Tensor& self_bias, const T
     cross_ctx.memory = memory;
     c = cross_attn_->forward(y, cross_ctx);
   }
-  h = h + maybe_dropout(c, dropout_, is_training(), at_site(key, site + 1));
-  return h + maybe_dropout(ffn_->forward(ffn_norm_->forward(h)), dropout_, is_training(),
-                           at_site(key, site + 2));
+  h = h + maybe_dropout(p.residual_in(c), dropout_, is_training(), at_site(key, site + 1));
+  return h + maybe_dropout(p.residual_in(ffn_->forward(ffn_norm_->forward(h))), dropout_,
+                           is_training(), at_site(key, site + 2));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -290,6 +297,7 @@ T5Model::T5Model(const T5Config& cfg, std::optional<uint64_t> seed)
                                                              Init::normal(1.0), *cfg.tp)
                           : std::make_shared<LMHead>(cfg.d_model, cfg.vocab, Init::normal(1.0)));
   if (seed) init_parameters(*seed);
+  set_precision(cfg_.precision);
 }
 
 RandomKey T5Model::dropout_key(uint32_t stack) const {
@@ -377,7 +385,8 @@ T5DecodeState T5Model::start_decoding(const Tensor& encoder_out, const Tensor& e
   s.memory_mask = bool_mask(encoder_mask, B, encoder_out.size(1));
   for (int64_t i = 0; i < cfg_.decoder_layers(); ++i) {
     s.self.layers.push_back(std::make_unique<DenseKVCache>(
-        B, decoder_->layer(i).self_attn().local_heads(), cfg_.d_kv, capacity, dtype()));
+        B, decoder_->layer(i).self_attn().local_heads(), cfg_.d_kv, capacity,
+        precision().compute_dtype(dtype())));
     s.cross.push_back(decoder_->layer(i).project_memory(s.memory));
   }
   return s;

@@ -54,6 +54,8 @@ struct T5Config {
   // both stacks (HF's sites except attention probabilities and the FFN's inner activation).
   // nanoT5 trains with 0.
   double dropout = 0.0;
+  // How forward passes compute (models/precision.h): f32, or bf16 with f32 master weights.
+  Precision precision;
   int64_t decoder_start_id = 0;
   int64_t pad_id = 0;
   int64_t eos_id = 1;

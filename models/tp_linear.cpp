@@ -21,7 +21,7 @@ Tensor ColumnParallelLinear::forward(const Tensor& x) const {
   STRATA_CHECK(x.dim() >= 1 && x.size(-1) == in_features(), type_name(), ": input ",
                shape_str(x.shape()), " does not end in ", in_features());
   const Tensor in = input_ == Input::Replicated ? parallel::copy_to_tp(x, tp_, "tp.column_in") : x;
-  return linear(in, weight(), bias());
+  return mixed_linear(precision(), in, weight(), bias());
 }
 
 RowParallelLinear::RowParallelLinear(int64_t in_features, int64_t out_features, bool bias,
@@ -40,9 +40,11 @@ Tensor RowParallelLinear::forward(const Tensor& x) const {
   STRATA_CHECK(in.dim() >= 1 && in.size(-1) == local_in_features(), type_name(), ": input ",
                shape_str(in.shape()), " does not end in this rank's ", local_in_features(), " of ",
                in_features(), " input features");
-  // The bias joins after the sum so that it is counted once, not tp times.
-  Tensor y = parallel::reduce_from_tp(linear(in, weight()), tp_, what_);
-  return bias().defined() ? y + bias() : y;
+  // The bias joins after the sum so that it is counted once, not tp times. Under bf16 compute
+  // the partial products are bf16, which the communicator sums in f32 and rounds once.
+  const Precision& p = precision();
+  Tensor y = parallel::reduce_from_tp(mixed_linear(p, in, weight()), tp_, what_);
+  return bias().defined() ? y + p.operand(bias()) : y;
 }
 
 }  // namespace strata::models

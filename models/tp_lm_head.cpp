@@ -31,7 +31,9 @@ ParallelLMHead::ParallelLMHead(std::shared_ptr<const VocabParallelEmbedding> tie
     : LMHead("ParallelLMHead", tied), tp_(tp_of(tied)) {}
 
 Tensor ParallelLMHead::local_logits(const Tensor& h) const {
-  return linear(parallel::copy_to_tp(h, tp_, "tp.lm_head_in"), weight());
+  // As LMHead: the matmul in the compute dtype, the logits (and so the loss) in f32.
+  return loss_input(
+      mixed_linear(precision(), parallel::copy_to_tp(h, tp_, "tp.lm_head_in"), weight()));
 }
 
 Tensor ParallelLMHead::gather_logits(const Tensor& local) const {
@@ -40,7 +42,8 @@ Tensor ParallelLMHead::gather_logits(const Tensor& local) const {
 
 Tensor ParallelLMHead::loss(const Tensor& local, const Tensor& targets,
                             const std::string& reduction) const {
-  return parallel::vocab_parallel_cross_entropy(local, targets, tp_, -100, 0.0, reduction);
+  return parallel::vocab_parallel_cross_entropy(loss_input(local), targets, tp_, -100, 0.0,
+                                                reduction);
 }
 
 }  // namespace strata::models

@@ -1,7 +1,8 @@
 #pragma once
 // AdamW (PyTorch's torch.optim.AdamW) and AdamWScale (nanoT5's AdamW with the step scaled by the
 // parameter's RMS). Both keep "exp_avg" and "exp_avg_sq" per parameter, in f32 for f32/bf16
-// parameters and f64 for f64 ones; the update is one fused pass (optim/kernels/adam_kernel.h).
+// parameters and f64 for f64 ones, on the parameter's device; the update is one fused pass
+// (optim/kernels/adam_kernel.h on the CPU, optim/kernels/cuda/adam_update.cu on a GPU, same bits).
 #include "optim/optimizer.h"
 
 namespace strata::optim {
@@ -17,6 +18,7 @@ class AdamW : public Optimizer {
 
  protected:
   std::vector<std::string> state_names() const override { return {"exp_avg", "exp_avg_sq"}; }
+  bool updates_on_gpu() const override { return true; }
   void update(const Hyper& h, const std::string& name, Tensor& param, const Tensor& grad,
               std::vector<Tensor>& state, int64_t step) override;
 };
@@ -43,6 +45,7 @@ class AdamWScale : public Optimizer {
     return rms(param);
   }
   std::vector<std::string> state_names() const override { return {"exp_avg", "exp_avg_sq"}; }
+  bool updates_on_gpu() const override { return true; }
   void update(const Hyper& h, const std::string& name, Tensor& param, const Tensor& grad,
               std::vector<Tensor>& state, int64_t step) override;
 };

@@ -4,6 +4,8 @@
 
 #include "core/autograd/grad_mode.h"
 #include "core/error.h"
+#include "core/ops.h"
+#include "optim/device_reduce.h"
 #include "optim/kernels/adam_kernel.h"
 #include "optim/optimizer.h"
 
@@ -25,9 +27,29 @@ double grad_sum_squares(const Tensor& g) {
   }
 }
 
+std::vector<Tensor> defined_grads(const std::vector<Tensor>& params) {
+  std::vector<Tensor> out;
+  for (const Tensor& p : params)
+    if (Tensor g = p.grad(); g.defined()) out.push_back(g);
+  return out;
+}
+
+// Whether the gradients are on a GPU (then all on one device; device_reduce checks that).
+bool on_gpu(const std::vector<Tensor>& grads) {
+  for (const Tensor& g : grads)
+    if (!g.device().is_cpu()) return true;
+  return false;
+}
+
+double read_back(const Tensor& t) {
+  return t.to(Device::cpu()).item<double>();
+}
+
 }  // namespace
 
 double grad_norm(const std::vector<Tensor>& params) {
+  if (const auto grads = defined_grads(params); on_gpu(grads))
+    return std::sqrt(read_back(detail::device_sum_squares(grads)));
   double total = 0.0;
   for (const Tensor& p : params) {
     const Tensor g = p.grad();
@@ -38,6 +60,8 @@ double grad_norm(const std::vector<Tensor>& params) {
 
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   STRATA_CHECK(max_norm > 0, "clip_grad_norm: max_norm must be > 0, got ", max_norm);
+  if (const auto grads = defined_grads(params); on_gpu(grads))
+    return read_back(detail::device_clip(grads, max_norm).norm);
   const double norm = grad_norm(params);
   if (!std::isfinite(norm)) return norm;
   const double coef = max_norm / (norm + 1e-6);
@@ -70,6 +94,13 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
 
 double clip_grad_norm(const Optimizer& opt, double max_norm) {
   return clip_grad_norm(opt.params(), max_norm);
+}
+
+Tensor clip_grad_norm_tensor(const std::vector<Tensor>& params, double max_norm) {
+  if (const auto grads = defined_grads(params); on_gpu(grads))
+    return detail::device_clip(grads, max_norm).norm;
+  const double norm = max_norm > 0 ? clip_grad_norm(params, max_norm) : grad_norm(params);
+  return from_vector<double>({norm}, {1});
 }
 
 }  // namespace strata::optim

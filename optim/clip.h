@@ -19,4 +19,12 @@ double grad_norm(const std::vector<Tensor>& params);
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
 double clip_grad_norm(const Optimizer& opt, double max_norm);
 
+// Gradients on a GPU (all on one device) are reduced there in f64 in a fixed order (block
+// partials, then one fixed tree: deterministic, no atomics), and the clip factor is computed and
+// applied on the device. The functions above then read the norm back (one host sync); this one
+// does not: it clips as clip_grad_norm when max_norm > 0 (else only measures, as grad_norm) and
+// returns the pre-clip norm as a one-element f64 tensor on the gradients' device (on the CPU for
+// CPU gradients, with exactly the value the functions above return).
+Tensor clip_grad_norm_tensor(const std::vector<Tensor>& params, double max_norm);
+
 }  // namespace strata::optim

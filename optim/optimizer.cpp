@@ -27,8 +27,6 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups) : groups_(std::move(groups)
     STRATA_CHECK(g.hyper.eps >= 0, "optimizer: eps must be >= 0, got ", g.hyper.eps);
     for (const NamedParam& np : g.params) {
       STRATA_CHECK(np.param.defined(), "optimizer: parameter '", np.name, "' is undefined");
-      STRATA_CHECK(np.param.device().is_cpu(), "optimizer: parameter '", np.name,
-                   "' is not on the CPU (only CPU tensors are supported so far)");
       STRATA_CHECK(np.param.is_contiguous(), "optimizer: parameter '", np.name,
                    "' must be contiguous");
       state_dtype(np.param.dtype());
@@ -43,9 +41,14 @@ void Optimizer::init_state() {
   state_.assign(groups_.size(), {});
   for (size_t g = 0; g < groups_.size(); ++g)
     for (const NamedParam& np : groups_[g].params) {
+      const Device d = np.param.device();
+      STRATA_CHECK(d.is_cpu() || updates_on_gpu(), "optimizer ", name(), ": parameter '", np.name,
+                   "' is on ", d.str(), " but ", name(),
+                   " has no GPU update; use optim.name = adamw (or adamwscale), or train on "
+                   "the CPU");
       std::vector<Tensor> st;
       for (size_t k = 0; k < names.size(); ++k)
-        st.push_back(zeros(np.param.shape(), state_dtype(np.param.dtype())));
+        st.push_back(zeros(np.param.shape(), state_dtype(np.param.dtype()), d));
       state_[g].push_back(std::move(st));
     }
 }
@@ -131,8 +134,11 @@ void Optimizer::load_state(const std::map<std::string, Tensor>& state, int64_t s
     STRATA_CHECK(it != state.end(), "optimizer: load_state is missing state '", key, "'");
     STRATA_CHECK(it->second.shape() == dst.shape(), "optimizer: state '", key, "' has shape ",
                  shape_str(it->second.shape()), ", expected ", shape_str(dst.shape()));
+    Tensor src = it->second.dtype() == dst.dtype() ? it->second : it->second.to(dst.dtype());
+    // A checkpoint's host tensors into state on a GPU.
+    if (src.device() != dst.device()) src = src.contiguous().to(dst.device());
     Tensor d = dst;
-    d.copy_(it->second.dtype() == dst.dtype() ? it->second : it->second.to(dst.dtype()));
+    d.copy_(src);
   }
   step_ = step_count;
 }

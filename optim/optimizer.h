@@ -2,10 +2,10 @@
 // Optimizer: parameter groups, per-parameter named state tensors and a step counter. Subclasses
 // supply the update of one parameter; the base class walks the groups under NoGradGuard.
 //
-// State is created eagerly (zeros) at construction, so state() is complete at any step and a
-// checkpoint can store every tensor under `/optim/<param name>/<state name>` with the parameter's
-// shape. Parameters whose gradient is undefined at step() are skipped (their state is unchanged),
-// as in PyTorch.
+// State is created eagerly (zeros, on the parameter's device) at construction, so state() is
+// complete at any step and a checkpoint can store every tensor under
+// `/optim/<param name>/<state name>` with the parameter's shape. Parameters whose gradient is
+// undefined at step() are skipped (their state is unchanged), as in PyTorch.
 #include <cstdint>
 #include <map>
 #include <string>
@@ -54,7 +54,11 @@ class Optimizer {
   // `grad` is contiguous and has the parameter's dtype or the state dtype.
   virtual void update(const Hyper& h, const std::string& name, Tensor& param, const Tensor& grad,
                       std::vector<Tensor>& state, int64_t step) = 0;
-  // Creates the state once the subclass is constructed (virtual calls are not possible earlier).
+  // Whether update() handles parameters on a GPU (optim/kernels/cuda/); a subclass without a
+  // GPU update is refused at init_state for a model on a GPU, with an error naming the fix.
+  virtual bool updates_on_gpu() const { return false; }
+  // Creates the state, on each parameter's device, once the subclass is constructed (virtual
+  // calls are not possible earlier).
   void init_state();
 
  private:

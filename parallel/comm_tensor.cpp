@@ -5,10 +5,16 @@
 namespace strata::parallel {
 
 void check_comm_tensor(const Tensor& t, std::string_view op, std::string_view what, bool in_place,
-                       bool moves_only) {
+                       bool moves_only, CommTransport transport) {
   STRATA_CHECK(t.defined(), op, " '", what, "': got an undefined tensor");
-  STRATA_CHECK(t.device().is_cpu(), op, " '", what,
-               "': the MPI communicator carries CPU tensors, got one on ", t.device().str());
+  STRATA_CHECK(transport != CommTransport::Mpi || t.device().is_cpu(), op, " '", what,
+               "': the MPI communicator carries CPU tensors, got one on ", t.device().str(),
+               "; for CUDA tensors build the groups with NCCL (Topology::create(layout, "
+               "CommBackend::Nccl)), or copy the tensor to the CPU first");
+  STRATA_CHECK(transport != CommTransport::Nccl || !t.device().is_cpu(), op, " '", what,
+               "': the NCCL communicator carries CUDA tensors, got one on cpu; move it to this "
+               "rank's GPU (Topology::device()) first, or pass CPU tensors to a group of "
+               "Topology::create(layout, CommBackend::Nccl), which sends them over MPI");
   const DType d = t.dtype();
   const bool ok = d == DType::f32 || d == DType::f64 || d == DType::bf16 || d == DType::i32 ||
                   d == DType::i64 || (moves_only && d == DType::b8);

@@ -110,8 +110,9 @@ GradReducer::GradReducer(const std::vector<std::pair<std::string, Tensor>>& para
     st.buckets.back().slots.push_back(i);
   }
   for (size_t b = 0; b < st.buckets.size(); ++b) {
-    const DType d = st.slots[st.buckets[b].slots.front()].param.dtype();
-    st.buckets[b].buffer = zeros({numel[b]}, d);
+    const Tensor& first = st.slots[st.buckets[b].slots.front()].param;
+    // On the parameters' device, so a GPU run reduces over NCCL without a trip to the host.
+    st.buckets[b].buffer = zeros({numel[b]}, first.dtype(), first.device());
     st.buckets[b].pending = st.buckets[b].slots.size();
   }
 

@@ -7,7 +7,7 @@
 namespace strata::parallel {
 
 void LocalCommunicator::all_reduce(Tensor& t, ReduceOp, std::string_view what) {
-  check_comm_tensor(t, "all_reduce", what, true, false);
+  check_comm_tensor(t, "all_reduce", what, true, false, CommTransport::Local);
 }
 
 std::unique_ptr<Work> LocalCommunicator::all_reduce_async(Tensor& t, ReduceOp op,
@@ -17,21 +17,21 @@ std::unique_ptr<Work> LocalCommunicator::all_reduce_async(Tensor& t, ReduceOp op
 }
 
 Tensor LocalCommunicator::all_gather(const Tensor& t, int64_t dim, std::string_view what) {
-  check_comm_tensor(t, "all_gather", what, false, true);
+  check_comm_tensor(t, "all_gather", what, false, true, CommTransport::Local);
   comm_dim(t, dim, "all_gather", what);
   NoGradGuard ng;
   return t.detach().contiguous().clone();
 }
 
 Tensor LocalCommunicator::reduce_scatter(const Tensor& t, int64_t dim, std::string_view what) {
-  check_comm_tensor(t, "reduce_scatter", what, false, false);
+  check_comm_tensor(t, "reduce_scatter", what, false, false, CommTransport::Local);
   check_scatter_dim(t, comm_dim(t, dim, "reduce_scatter", what), 1, what);
   NoGradGuard ng;
   return t.detach().contiguous().clone();
 }
 
 void LocalCommunicator::broadcast(Tensor& t, int root, std::string_view what) {
-  check_comm_tensor(t, "broadcast", what, true, true);
+  check_comm_tensor(t, "broadcast", what, true, true, CommTransport::Local);
   STRATA_CHECK(root == 0, "broadcast '", what, "': root ", root, " is not a rank of group '", name_,
                "' (size 1)");
 }

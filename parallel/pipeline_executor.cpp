@@ -82,7 +82,7 @@ PipelineStepResult PipelineExecutor::run(StageCompute& stage) {
         InFlight& f = live[i];
         const auto specs = stage.input_specs(i);
         for (size_t k = 0; k < specs.size(); ++k) {
-          Tensor t = Tensor::empty(specs[k].shape, specs[k].dtype);
+          Tensor t = Tensor::empty(specs[k].shape, specs[k].dtype, stage.stage_device());
           {
             Timed w(st.wait_s);
             pp_.recv(t, s - 1, tag("act", i, k));
@@ -132,7 +132,7 @@ PipelineStepResult PipelineExecutor::run(StageCompute& stage) {
       case OpKind::RecvGrad: {
         InFlight& f = live.at(i);
         for (size_t k = 0; k < f.outputs.size(); ++k) {
-          Tensor g = Tensor::empty(f.outputs[k].shape(), f.outputs[k].dtype());
+          Tensor g = Tensor::empty(f.outputs[k].shape(), f.outputs[k].dtype(), f.outputs[k].device());
           Timed w(st.wait_s);
           pp_.recv(g, s + 1, tag("grad", i, k));
           f.output_grads.push_back(std::move(g));
@@ -165,7 +165,7 @@ PipelineStepResult PipelineExecutor::run(StageCompute& stage) {
         for (size_t k = 0; k < f.inputs.size(); ++k) {
           const Tensor& x = f.inputs[k];
           // An input that did not reach the outputs has no gradient: send zeros.
-          Tensor g = x.grad().defined() ? x.grad().contiguous() : zeros(x.shape(), x.dtype());
+          Tensor g = x.grad().defined() ? x.grad().contiguous() : zeros(x.shape(), x.dtype(), x.device());
           sends.push_back({pp_.send_async(g, s - 1, tag("grad", i, k)), g});
         }
         live.erase(i);
@@ -202,11 +202,11 @@ void PipelineExecutor::sync_tied_gradients(StageCompute& stage) {
   std::vector<std::unique_ptr<Work>> works;
   for (size_t k = 0; k < tied.size(); ++k) {
     const Tensor& w = tied[k];
-    mine.push_back(w.grad().defined() ? w.grad().contiguous() : zeros(w.shape(), w.dtype()));
+    mine.push_back(w.grad().defined() ? w.grad().contiguous() : zeros(w.shape(), w.dtype(), w.device()));
     works.push_back(pp_.send_async(mine.back(), peer, tag("tied", 0, k)));
   }
   for (size_t k = 0; k < tied.size(); ++k) {
-    theirs.push_back(Tensor::empty(tied[k].shape(), mine[k].dtype()));
+    theirs.push_back(Tensor::empty(tied[k].shape(), mine[k].dtype(), mine[k].device()));
     pp_.recv(theirs.back(), peer, tag("tied", 0, k));
   }
   for (auto& w : works) w->wait();

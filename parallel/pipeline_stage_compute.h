@@ -35,6 +35,9 @@ class StageCompute {
   // head), in the same order on both. After a step each replica's gradient is the sum of both,
   // so identical optimizer updates keep the replicas identical.
   virtual std::vector<Tensor> tied_parameters() const { return {}; }
+  // Where the stage computes: received activations and gradients are allocated there, so a GPU
+  // stage receives over NCCL straight into device memory.
+  virtual Device stage_device() const { return Device::cpu(); }
 };
 
 }  // namespace strata::parallel

@@ -2,12 +2,16 @@
 
 #include <mpi.h>
 
+#include <array>
 #include <iostream>
 
 #include "core/error.h"
 #include "parallel/local_communicator.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/mpi_env.h"
+#ifdef STRATA_HAS_CUDA
+#include "parallel/nccl_topology.h"
+#endif
 
 namespace strata::parallel {
 
@@ -62,11 +66,35 @@ Topology Topology::single() {
   return t;
 }
 
-Topology Topology::create(Layout layout) {
+namespace {
+
+using GroupSplits = std::array<std::array<int, 2>, 3>;  // (color, key) of tp, dp, pp
+
+void check_backend_built(CommBackend backend) {
+#ifndef STRATA_HAS_CUDA
+  STRATA_CHECK(backend != CommBackend::Nccl,
+               "the NCCL backend needs a CUDA build: configure with -DSTRATA_CUDA=ON, or train on "
+               "the CPU with the MPI backend");
+#else
+  (void)backend;
+#endif
+}
+
+}  // namespace
+
+Topology Topology::create(Layout layout, CommBackend backend) {
+  check_backend_built(backend);
   if (!MpiEnv::active()) {
     const Layout one = resolve_layout(layout, 1);  // throws unless the layout fits one process
     (void)one;
-    return single();
+    Topology t = single();
+#ifdef STRATA_HAS_CUDA
+    if (backend == CommBackend::Nccl) {
+      t.backend_ = backend;
+      t.device_ = Device::cuda(nccl_setup::single_process_device());
+    }
+#endif
+    return t;
   }
   int world_size = 1, rank = 0;
   MPI_Comm_size(MPI_COMM_WORLD, &world_size);
@@ -84,17 +112,42 @@ Topology Topology::create(Layout layout) {
     MPI_Comm_split(MPI_COMM_WORLD, color, key, &comm);
     return comm;
   };
+  // (color, key) of the tp, dp and pp splits; the NCCL groups split alike.
+  const GroupSplits splits = {{{c.dp + l.dp * c.pp, c.tp},
+                               {c.tp + l.tp * c.pp, c.dp},
+                               {c.tp + l.tp * c.dp, c.pp}}};
   MPI_Comm world;
   MPI_Comm_dup(MPI_COMM_WORLD, &world);
-  t.world_ = std::make_shared<MpiCommunicator>(world, "world", wd);
-  t.tp_ = std::make_shared<MpiCommunicator>(split(c.dp + l.dp * c.pp, c.tp), "tp", wd);
-  t.dp_ = std::make_shared<MpiCommunicator>(split(c.tp + l.tp * c.pp, c.dp), "dp", wd);
-  t.pp_ = std::make_shared<MpiCommunicator>(split(c.tp + l.tp * c.dp, c.pp), "pp", wd);
+  auto host_world = std::make_shared<MpiCommunicator>(world, "world", wd);
+  auto host_tp = std::make_shared<MpiCommunicator>(split(splits[0][0], splits[0][1]), "tp", wd);
+  auto host_dp = std::make_shared<MpiCommunicator>(split(splits[1][0], splits[1][1]), "dp", wd);
+  auto host_pp = std::make_shared<MpiCommunicator>(split(splits[2][0], splits[2][1]), "pp", wd);
+  t.world_ = host_world;
+  t.tp_ = host_tp;
+  t.dp_ = host_dp;
+  t.pp_ = host_pp;
 
   MPI_Comm node;
+  int local_size = 1;
   MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
   MPI_Comm_rank(node, &t.local_rank_);
+  MPI_Comm_size(node, &local_size);
   MPI_Comm_free(&node);
+
+#ifdef STRATA_HAS_CUDA
+  if (backend == CommBackend::Nccl) {
+    nccl_setup::GpuGroups g = nccl_setup::make_gpu_groups(host_world, host_tp, host_dp, host_pp,
+                                                          splits, t.local_rank_, local_size);
+    t.backend_ = backend;
+    t.device_ = Device::cuda(g.device);
+    t.world_ = std::move(g.world);
+    t.tp_ = std::move(g.tp);
+    t.dp_ = std::move(g.dp);
+    t.pp_ = std::move(g.pp);
+  }
+#else
+  (void)local_size;
+#endif
   return t;
 }
 

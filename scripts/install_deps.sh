@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(
   cmake ninja-build g++ ccache pkg-config
-  libopenblas-dev libdnnl-dev
+  libopenblas-dev libdnnl-dev ocl-icd-opencl-dev
   libopenmpi-dev openmpi-bin libhdf5-openmpi-dev
   libboost-program-options-dev libsentencepiece-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev

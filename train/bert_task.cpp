@@ -69,7 +69,7 @@ class BertTask final : public ModelTask<models::BertMLM, models::BertStage, data
     const auto& c = cfg_;
     s << "bert d_model " << c.d_model << ", " << c.n_layers << " layers, " << c.n_heads
       << " heads, d_ff " << c.d_ff << " (GLU), vocab " << c.vocab << ": "
-      << models::BertMLM::count_parameters(c) << " parameters";
+      << models::BertMLM::count_parameters(c) << " parameters; precision " << c.precision.name();
     return s.str();
   }
 
@@ -122,6 +122,7 @@ class BertTask final : public ModelTask<models::BertMLM, models::BertStage, data
     s.doubles["model.norm_eps"] = m.norm_eps;
     s.doubles["model.init_std"] = m.init_std;
     s.doubles["model.dropout"] = m.dropout;
+    write_precision(m.precision, s);
     write_objective_spec(spec_, s);
   }
 
@@ -151,6 +152,7 @@ models::BertConfig read_bert_config(const CheckpointState& s) {
   m.norm_eps = state_double(s, "model.norm_eps");
   m.init_std = state_double(s, "model.init_std");
   m.dropout = state_double(s, "model.dropout");
+  m.precision = read_precision(s);
   return m;
 }
 

@@ -37,8 +37,11 @@ void write_state(const fs::path& file, int64_t step, const CheckpointState& s) {
 
   io::H5File f = io::H5File::open(file.string(), io::H5File::Mode::Truncate);
   std::string manifest;
-  auto put_tensor = [&](const std::string& path, const Tensor& t) {
-    STRATA_CHECK(t.defined(), "save_checkpoint: tensor '", path, "' is undefined");
+  auto put_tensor = [&](const std::string& path, const Tensor& tensor) {
+    STRATA_CHECK(tensor.defined(), "save_checkpoint: tensor '", path, "' is undefined");
+    // Files are device-independent: a tensor on a GPU is written from a host copy (one tensor
+    // at a time), so a run saved on a GPU resumes on the CPU and back.
+    const Tensor t = detail::on_host(tensor);
     f.write(path, t);
     f.set_attr(path, "checksum", checksum_string(detail::tensor_hash(t)));
     manifest += "tensor " + path + "\n";

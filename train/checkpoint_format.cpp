@@ -52,8 +52,12 @@ void check_name(const char* who, const char* what, const std::string& name) {
   }
 }
 
+Tensor on_host(const Tensor& t) {
+  return t.device().is_cpu() ? t : t.detach().to(Device::cpu());
+}
+
 uint64_t tensor_hash(const Tensor& t) {
-  const Tensor c = t.detach().contiguous();
+  const Tensor c = on_host(t).detach().contiguous();
   return mix64(c.raw_data(), size_t(c.numel()) * c.element_size());
 }
 

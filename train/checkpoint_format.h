@@ -23,6 +23,10 @@ inline constexpr const char* kCorruptHint =
 // or "..". `who` starts the message ("save_checkpoint").
 void check_name(const char* who, const char* what, const std::string& name);
 
+// The tensor itself when it is in host memory, else a host copy (same dtype and shape): what the
+// writers store, so a checkpoint never depends on the device a run trained on.
+Tensor on_host(const Tensor& t);
+
 // mix64 of a tensor's raw bytes in row-major order: the "checksum" attribute of its dataset.
 uint64_t tensor_hash(const Tensor& t);
 

@@ -60,7 +60,8 @@ class DecoderTask final
     s << "decoder d_model " << c.d_model << ", " << c.n_layers << " layers, " << c.n_heads
       << " heads (" << c.kv_heads() << " kv), d_ff " << c.d_ff << ", vocab " << c.vocab << ": "
       << models::DecoderLM::count_parameters(c) << " parameters ("
-      << models::DecoderLM::count_parameters(c, false) << " without embeddings)";
+      << models::DecoderLM::count_parameters(c, false) << " without embeddings); precision "
+      << c.precision.name();
     return s.str();
   }
 
@@ -102,6 +103,7 @@ class DecoderTask final
     s.doubles["model.norm_eps"] = m.norm_eps;
     s.doubles["model.dropout"] = m.dropout;
     s.doubles["model.init_std"] = m.init_std;
+    write_precision(m.precision, s);
     write_objective_spec(spec_, s);
   }
 
@@ -124,6 +126,7 @@ models::DecoderConfig read_decoder_config(const CheckpointState& s) {
   m.rope_base = state_double(s, "model.rope_base");
   m.norm_eps = state_double(s, "model.norm_eps");
   m.dropout = state_double(s, "model.dropout");
+  m.precision = read_precision(s);
   m.init_std = state_double(s, "model.init_std");
   return m;
 }

@@ -2,6 +2,7 @@
 // What the three Task implementations share: they hold either the whole model or, in a
 // pipelined run, this rank's stage of it (models/pipeline_stage_*.h), plus the objective and
 // the spec they were built from. Internal to train/.
+#include <algorithm>
 #include <memory>
 #include <string_view>
 
@@ -51,10 +52,30 @@ class ModelTask : public Task {
       model_ = build_model();
   }
 
+  // Device plumbing: the trainer moves the model (Module::to), and the tasks' batch tensors
+  // follow it here. This member hides train::batch_ids inside the task classes, so their code
+  // reads the same on every device; on the CPU it is train::batch_ids itself. For a GPU the ids
+  // are widened straight into a fresh pinned host tensor, whose copy to the device runs
+  // asynchronously (the pinned allocator holds the block until the copy has read it).
+  Tensor batch_ids(const std::vector<int32_t>& values, int64_t rows, int64_t cols) const {
+    const Device d = held_module().device();
+    if (d.is_cpu()) return train::batch_ids(values, rows, cols);
+    STRATA_CHECK(int64_t(values.size()) == rows * cols, "batch_ids: ", values.size(), " ids for a ",
+                 rows, " x ", cols, " batch");
+    Tensor host = Tensor::empty_pinned({rows, cols}, DType::i64);
+    std::copy(values.begin(), values.end(), host.data<int64_t>());
+    return host.to(d);
+  }
+
   // The whole model, for what a pipeline stage cannot do alone (sampling, generation).
   Model& model() const {
     if (!model_) fail_pipelined(kind(), "run the whole model");
     return *model_;
+  }
+
+  const models::Module& held_module() const {
+    return stage_ ? static_cast<const models::Module&>(*stage_)
+                  : static_cast<const models::Module&>(*model_);
   }
 
   ObjectiveSpec spec_;

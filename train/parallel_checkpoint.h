@@ -29,7 +29,7 @@ namespace strata::train {
 
 // One rank's slice of a global tensor.
 struct ShardedTensor {
-  Tensor local;               // shape sharding.local_shape(), any layout, CPU
+  Tensor local;               // shape sharding.local_shape(), any layout, on any device
   models::Sharding sharding;  // where `local` lies in the global tensor (replicated: all of it)
 };
 

@@ -31,6 +31,14 @@ namespace {
 
 constexpr const char* kWho = "save_sharded_checkpoint";
 
+ShardedCheckpointState on_host(const ShardedCheckpointState& s) {
+  ShardedCheckpointState h = s;
+  for (auto& [name, st] : h.model) st.local = detail::on_host(st.local);
+  for (auto& [name, states] : h.optim)
+    for (auto& [state_name, st] : states) st.local = detail::on_host(st.local);
+  return h;
+}
+
 // Datasets are ordered as the one-process writer writes them (model by name, then optimizer
 // state by parameter and state name), so the manifests, and with them the /train checksums, agree.
 struct Key {
@@ -386,8 +394,13 @@ void finish_file(const fs::path& file, int64_t step, const ShardedCheckpointStat
 }  // namespace
 
 fs::path save_sharded_checkpoint(const fs::path& run_dir, int64_t step,
-                                 const ShardedCheckpointState& state, parallel::Communicator& world,
+                                 const ShardedCheckpointState& device_state,
+                                 parallel::Communicator& world,
                                  const ParallelSaveOptions& options) {
+  // Slices on a GPU are hashed, exchanged and written from host copies (the MPI and HDF5 steps
+  // below read host memory), so the file is the one a CPU run writes.
+  const ShardedCheckpointState host_state = on_host(device_state);
+  const ShardedCheckpointState& state = host_state;
   const int me = world.rank();
   const bool rank0 = me == 0;
   const std::string name = checkpoint_dir_name(step);

@@ -66,7 +66,8 @@ class T5Task final : public ModelTask<models::T5Model, models::T5Stage, data::Sp
     s << "t5 d_model " << c.d_model << ", " << c.n_layers << "+" << c.decoder_layers()
       << " layers, " << c.n_heads << " heads x " << c.d_kv << ", d_ff " << c.d_ff << ", vocab "
       << c.vocab << ": " << models::T5Model::count_parameters(c) << " parameters; encoder "
-      << objective_->input_len() << " tokens, decoder " << objective_->target_len();
+      << objective_->input_len() << " tokens, decoder " << objective_->target_len()
+      << "; precision " << c.precision.name();
     return s.str();
   }
 
@@ -108,6 +109,7 @@ class T5Task final : public ModelTask<models::T5Model, models::T5Stage, data::Sp
     s.ints["model.eos_id"] = m.eos_id;
     s.doubles["model.norm_eps"] = m.norm_eps;
     s.doubles["model.dropout"] = m.dropout;
+    write_precision(m.precision, s);
     write_objective_spec(spec_, s);
   }
 
@@ -149,6 +151,7 @@ models::T5Config read_t5_config(const CheckpointState& s) {
   m.eos_id = state_int(s, "model.eos_id");
   m.norm_eps = state_double(s, "model.norm_eps");
   m.dropout = state_double(s, "model.dropout");
+  m.precision = read_precision(s);
   return m;
 }
 

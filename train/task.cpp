@@ -47,6 +47,16 @@ void write_objective_spec(const ObjectiveSpec& o, CheckpointState& s) {
   s.doubles["objective.mean_span"] = o.mean_span;
 }
 
+void write_precision(const models::Precision& p, CheckpointState& s) {
+  s.strings["model.precision"] = p.name();
+}
+
+models::Precision read_precision(const CheckpointState& s) {
+  auto it = s.strings.find("model.precision");
+  if (it == s.strings.end()) return models::Precision::f32();
+  return models::Precision::parse(it->second, "checkpoint: model.precision");
+}
+
 ObjectiveSpec read_objective_spec(const CheckpointState& s) {
   ObjectiveSpec o;
   o.seq_len = state_int(s, "objective.seq_len");

@@ -29,6 +29,9 @@ int64_t state_int(const CheckpointState& s, const std::string& key);
 double state_double(const CheckpointState& s, const std::string& key);
 
 void write_objective_spec(const ObjectiveSpec& o, CheckpointState& s);
+// "model.precision" (models/precision.h); a checkpoint written before mixed precision is f32.
+void write_precision(const models::Precision& p, CheckpointState& s);
+models::Precision read_precision(const CheckpointState& s);
 ObjectiveSpec read_objective_spec(const CheckpointState& s);
 
 // Ids as the text a tokenizer decodes, skipping ignore-index entries.

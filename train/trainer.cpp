@@ -16,6 +16,7 @@
 #include "optim/adamw.h"
 #include "optim/clip.h"
 #include "optim/clock.h"
+#include "optim/device.h"
 #include "optim/schedule.h"
 #include "parallel/grad_reducer.h"
 #include "parallel/pipeline_executor.h"
@@ -85,8 +86,12 @@ LoadedTask load_trained(const std::string& dir) {
 }
 
 TrainResult train(const TrainOptions& o, std::ostream& log) {
+  // run.device is checked first, so a bad one is named before any collective starts. GPU runs
+  // build their groups over NCCL (CUDA tensors over NCCL, host scalars still over MPI).
+  const Device device = optim::resolve_device(o.device, "run.device");
   const parallel::Layout layout{o.parallel.dp, o.parallel.tp, o.parallel.pp};
-  const parallel::Topology topology = parallel::Topology::create(layout);
+  const parallel::Topology topology = parallel::Topology::create(
+      layout, device.is_cpu() ? parallel::CommBackend::Mpi : parallel::CommBackend::Nccl);
   return train(o, log, topology);
 }
 
@@ -100,6 +105,25 @@ TrainResult train(const TrainOptions& o, std::ostream& log_all, const parallel::
   if (parallel_job)
     for (parallel::Communicator* c : {&topo.world(), &topo.tp(), &topo.dp(), &topo.pp()})
       c->set_timeout(std::chrono::milliseconds(int64_t(o.parallel.timeout_s * 1e3)));
+
+  // The device first, so a run that cannot have it fails before reading anything. In a parallel
+  // job the topology has picked each rank's GPU (node-local rank) and set up NCCL for it.
+  Device device;
+  auto pick_device = [&] {
+    device = optim::resolve_device(o.device, "run.device", topo.local_rank());
+    if (!parallel_job || device.is_cpu()) return;
+    STRATA_CHECK(topo.backend() == parallel::CommBackend::Nccl, "run.device = ", o.device,
+                 ": a parallel job on GPUs needs its topology made with the NCCL backend");
+    STRATA_CHECK(o.device == "cuda" || device == topo.device(), "run.device = ", o.device,
+                 ": under mpirun each rank takes the GPU of its node-local rank (",
+                 topo.device().str(), " here); set run.device = cuda");
+    device = topo.device();
+  };
+  if (parallel_job)
+    detail::on_all_ranks(topo.world(), "train.device", pick_device);
+  else
+    pick_device();
+  const bool on_gpu = !device.is_cpu();
 
   if (o.threads > 0) Runtime::get().set_num_threads(o.threads);
   STRATA_CHECK(o.micro_batch > 0 && o.grad_accum > 0,
@@ -148,6 +172,8 @@ TrainResult train(const TrainOptions& o, std::ostream& log_all, const parallel::
 
   models::Module& model = task->module();
   model.train();
+  // Before the optimizer exists, so its state is created on the same device.
+  if (on_gpu) model.to(device);
   auto opt = make_optimizer(o, model, topo.tp());
   const auto objective = task->objective();
   const int64_t tokens_per_step = o.micro_batch * accum * task->tokens_per_row();
@@ -219,8 +245,15 @@ TrainResult train(const TrainOptions& o, std::ostream& log_all, const parallel::
   // largest measurement so far: taken at start-up and again at every evaluation. A parallel job
   // counts rank 0's measurement once per rank.
   const bool rank0 = topo.world_rank() == 0;
+  // On a GPU the peak is the device's nominal dense figure for the model's compute dtype
+  // (optim::nominal_peak_tflops; 0, so MFU unknown, for a GPU the table lacks).
   auto measure_peak = [&] {
-    return rank0 ? measure_fma_peak_gflops(false) * topo.world_size() : 0.0;
+    if (!rank0) return 0.0;
+    if (on_gpu) {
+      const DType compute = model.precision().compute_dtype(model.dtype());
+      return optim::nominal_peak_tflops(device, compute) * 1e3 * topo.world_size();
+    }
+    return measure_fma_peak_gflops(false) * topo.world_size();
   };
   double peak = o.peak_gflops > 0 ? o.peak_gflops : measure_peak();
   auto remeasure_peak = [&] {
@@ -236,6 +269,12 @@ TrainResult train(const TrainOptions& o, std::ostream& log_all, const parallel::
       << loader.num_samples() << " training samples (" << objective->name() << "); budget "
       << o.budget << " " << o.budget_unit << "; " << Runtime::get().describe() << "; peak " << peak
       << " GFLOP/s\n";
+  if (on_gpu)
+    log << "device: " << device.str() << " (" << optim::device_name(device) << ")"
+        << (peak > 0 ? std::string()
+                     : "; no nominal peak for this GPU, so MFU is not reported (set "
+                       "log.peak_gflops)")
+        << "\n";
   if (parallel_job)
     log << "parallel: " << layout.str() << " on " << topo.world_size() << " ranks"
         << (pp > 1
@@ -253,7 +292,42 @@ TrainResult train(const TrainOptions& o, std::ostream& log_all, const parallel::
                                {"uniform_loss", std::log(double(tokenizer->vocab_size()))}});
   }
 
+  // On a GPU the loss and gradient norm of each step stay on the device until a log step, a
+  // save or the end reads them all back at once (one host sync), which is also when the
+  // finiteness checks run: a diverged run still stops before any checkpoint is written.
+  struct Pending {
+    int64_t step = 0;
+    Tensor loss, grad_norm;  // one-element f64 tensors on the device
+  };
+  std::vector<Pending> pending;
+  double last_loss = 0, last_grad_norm = 0;
+  auto check_finite = [&](double loss, double grad_norm, int64_t at) {
+    STRATA_CHECK(std::isfinite(loss), "train: the loss became ", loss, " at step ", at,
+                 "; stopping without saving, so the last good checkpoint in ", run_dir.string(),
+                 " stays intact (lower --optim.lr or raise --optim.warmup_steps)");
+    STRATA_CHECK(std::isfinite(grad_norm), "train: the gradient norm became ", grad_norm,
+                 " at step ", at, "; stopping without saving, so the last good checkpoint in ",
+                 run_dir.string(), " stays intact");
+  };
+  auto flush_pending = [&] {
+    if (pending.empty()) return;
+    std::vector<Tensor> parts;
+    for (const Pending& p : pending) {
+      parts.push_back(p.loss);
+      parts.push_back(p.grad_norm);
+    }
+    const std::vector<double> v = cat(parts, 0).to(Device::cpu()).to_vector<double>();
+    for (size_t i = 0; i < pending.size(); ++i) {
+      last_loss = v[2 * i];
+      last_grad_norm = v[2 * i + 1];
+      check_finite(last_loss, last_grad_norm, pending[i].step);
+      result.losses.push_back(last_loss);
+    }
+    pending.clear();
+  };
+
   auto save = [&]() {
+    flush_pending();
     const fs::path dir = save_training_checkpoint(
         run_dir, step, model, *opt,
         trainer_state(*task, *opt, clock, loader.counter(), o, fingerprint), o.keep_last, topo);
@@ -276,7 +350,16 @@ TrainResult train(const TrainOptions& o, std::ostream& log_all, const parallel::
     if (o.stop_after > 0 && step - first_step >= o.stop_after) break;
     task->set_step(uint64_t(step));
     double step_loss = 0;
-    if (!parallel_job) {
+    Tensor device_loss;  // on a GPU: the step's loss, read back later
+    if (!parallel_job && on_gpu) {
+      for (int64_t m = 0; m < accum; ++m) {
+        Tensor loss = task->loss(loader.next());
+        Tensor lv = loss.detach().to(DType::f64);
+        if (accum > 1) lv = lv * (1.0 / double(accum));
+        device_loss = m == 0 ? lv : device_loss + lv;
+        (accum > 1 ? loss * (1.0 / double(accum)) : loss).backward();
+      }
+    } else if (!parallel_job) {
       for (int64_t m = 0; m < accum; ++m) {
         Tensor loss = task->loss(loader.next());
         const double lv = loss.item<double>();
@@ -318,21 +401,24 @@ TrainResult train(const TrainOptions& o, std::ostream& log_all, const parallel::
         step_loss = l.item<double>();
       }
     }
-    STRATA_CHECK(std::isfinite(step_loss), "train: the loss became ", step_loss, " at step ",
-                 step + 1, "; stopping without saving, so the last good checkpoint in ",
-                 run_dir.string(),
-                 " stays intact (lower --optim.lr or raise --optim.warmup_steps)");
     // clip <= 0 turns clipping off; the norm is still measured for the log and the NaN check.
     double grad_norm = 0;
-    if (parallel_job)
-      grad_norm = clip_parallel_grad_norm(model, tied_replicas, topo, o.clip);
-    else
-      grad_norm =
-          o.clip > 0 ? optim::clip_grad_norm(*opt, o.clip) : optim::grad_norm(opt->params());
-    STRATA_CHECK(std::isfinite(grad_norm), "train: the gradient norm became ", grad_norm,
-                 " at step ", step + 1,
-                 "; stopping without saving, so the last good checkpoint in ", run_dir.string(),
-                 " stays intact");
+    if (device_loss.defined()) {
+      Tensor norm = optim::clip_grad_norm_tensor(opt->params(), o.clip);
+      if (norm.device() != device) norm = norm.to(device);  // no gradients at all: a host 0
+      pending.push_back({step + 1, device_loss, norm});
+    } else {
+      STRATA_CHECK(std::isfinite(step_loss), "train: the loss became ", step_loss, " at step ",
+                   step + 1, "; stopping without saving, so the last good checkpoint in ",
+                   run_dir.string(),
+                   " stays intact (lower --optim.lr or raise --optim.warmup_steps)");
+      if (parallel_job)
+        grad_norm = clip_parallel_grad_norm(model, tied_replicas, topo, o.clip);
+      else
+        grad_norm =
+            o.clip > 0 ? optim::clip_grad_norm(*opt, o.clip) : optim::grad_norm(opt->params());
+      check_finite(step_loss, grad_norm, step + 1);
+    }
     const double lr = opt->lr();
     opt->step();
     opt->zero_grad();
@@ -341,10 +427,17 @@ TrainResult train(const TrainOptions& o, std::ostream& log_all, const parallel::
     opt->set_lr(schedule.lr(clock));
     ++step;
     window_tokens += tokens_per_step;
-    result.losses.push_back(step_loss);
+    if (!device_loss.defined()) {
+      result.losses.push_back(step_loss);
+      last_loss = step_loss;
+      last_grad_norm = grad_norm;
+    }
 
     const bool last = schedule.done(clock);
     if (step % o.log_every == 0 || last) {
+      flush_pending();  // before the clock is read: the window then ends when the GPU is done
+      step_loss = last_loss;
+      grad_norm = last_grad_norm;
       const auto now = std::chrono::steady_clock::now();
       const double secs = std::chrono::duration<double>(now - window_start).count();
       const double tok_s = double(window_tokens) / std::max(secs, 1e-9);
@@ -353,22 +446,27 @@ TrainResult train(const TrainOptions& o, std::ostream& log_all, const parallel::
       const double elapsed = std::chrono::duration<double>(now - t0).count();
       const double done_here = frac - first_fraction;
       const double eta = done_here > 0 ? elapsed * (1 - frac) / done_here : 0;
-      const auto mem = Runtime::get().memory_stats();
+      // The allocator of the training device: GPU memory on a GPU.
+      const auto mem = Runtime::get().memory_stats(device);
+      char mfu_text[32] = "-";
+      if (peak > 0) std::snprintf(mfu_text, sizeof mfu_text, "%.1f%%", 100 * mfu);
       char line[256];
       std::snprintf(line, sizeof line,
-                    "step %6lld/%.0f  loss %.4f  lr %.2e  gnorm %.3f  %.0f tok/s  MFU %.1f%%  peak "
+                    "step %6lld/%.0f  loss %.4f  lr %.2e  gnorm %.3f  %.0f tok/s  MFU %s  peak "
                     "%s  ETA %s\n",
-                    (long long)step, sc.total_steps, step_loss, lr, grad_norm, tok_s, 100 * mfu,
+                    (long long)step, sc.total_steps, step_loss, lr, grad_norm, tok_s, mfu_text,
                     format_bytes(double(mem.peak_bytes)).c_str(), format_duration(eta).c_str());
       log << line << std::flush;
-      write_metrics("train", {{"step", double(step)},
-                              {"loss", step_loss},
-                              {"lr", lr},
-                              {"grad_norm", grad_norm},
-                              {"tokens_per_s", tok_s},
-                              {"mfu", mfu},
-                              {"peak_bytes", double(mem.peak_bytes)},
-                              {"tokens", double(clock.state().tokens)}});
+      std::map<std::string, double> values{{"step", double(step)},
+                                           {"loss", step_loss},
+                                           {"lr", lr},
+                                           {"grad_norm", grad_norm},
+                                           {"tokens_per_s", tok_s},
+                                           {"peak_bytes", double(mem.peak_bytes)},
+                                           {"tokens", double(clock.state().tokens)}};
+      if (peak > 0) values["mfu"] = mfu;
+      if (on_gpu) values["reserved_bytes"] = double(mem.reserved_bytes);
+      write_metrics("train", values);
       window_start = now;
       window_tokens = 0;
     }
@@ -386,9 +484,13 @@ TrainResult train(const TrainOptions& o, std::ostream& log_all, const parallel::
     if (last || (o.save_every > 0 && step % o.save_every == 0)) save();
   }
   if (o.stop_after > 0 && step - first_step >= o.stop_after && !schedule.done(clock)) save();
+  flush_pending();
   result.step = step;
 
   if (o.sample_tokens > 0 && pp == 1) {
+    // Generation is a few small steps with host-side decoding between them: it runs on a CPU
+    // copy of the trained model (the run is over, so the model is moved rather than copied).
+    if (on_gpu) model.to(Device::cpu());
     SampleOptions so;
     so.prompt = o.sample_prompt;
     so.max_new_tokens = o.sample_tokens;

@@ -38,7 +38,11 @@ struct TrainOptions {
   std::string run_dir = "runs/decoder";
   std::string resume = "auto";  // auto: newest good checkpoint in run_dir; none; or a step_ dir
   uint64_t seed = 1234;
-  int threads = 0;          // 0: all cores
+  int threads = 0;  // 0: all cores
+  // cpu, cuda (under mpirun: the node-local rank's GPU) or cuda:N. The model, optimizer state
+  // and batches live there; checkpoints do not depend on it (saved from host copies, loaded onto
+  // the run's device). A GPU needs a build with -DSTRATA_CUDA=ON.
+  std::string device = "cpu";
   std::string config_text;  // stored in checkpoints
 
   // Data (directories written by `strata prepare`).

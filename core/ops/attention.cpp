@@ -7,20 +7,29 @@
 #include "core/ops/nn.h"
 #include "core/ops/reduce.h"
 #include "core/ops/shape.h"
+#include "core/ops/transfer.h"
 
 namespace strata {
 
-Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& opt) {
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                 const AttentionOptions& opt_in) {
+  AttentionOptions opt = opt_in;
+  opt.bias = follow_device(opt.bias, q);
+  opt.key_padding_mask = follow_device(opt.key_padding_mask, q);
   STRATA_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
                "attention: expected q [B,H,Lq,D], k and v [B,H,Lk,D]; got ", shape_str(q.shape()),
                ", ", shape_str(k.shape()), ", ", shape_str(v.shape()));
+  check_same_device("attention", "q", q, "k", k);
+  check_same_device("attention", "q", q, "v", v);
+  check_same_device("attention", "q", q, "bias", opt.bias);
+  check_same_device("attention", "q", q, "key_padding_mask", opt.key_padding_mask);
   const int64_t B = q.size(0), H = q.size(1), Lq = q.size(2), D = q.size(3), Lk = k.size(2);
   STRATA_CHECK(k.size(0) == B && k.size(1) == H && k.size(3) == D && v.shape() == k.shape(),
                "attention: k ", shape_str(k.shape()), " and v ", shape_str(v.shape()), " must be [",
                B, ", ", H, ", Lk, ", D, "] to match q ", shape_str(q.shape()));
   STRATA_CHECK(q.dtype() == k.dtype() && q.dtype() == v.dtype() && is_floating(q.dtype()),
                "attention: q, k, v must share one floating dtype");
-  STRATA_CHECK(q.dtype() != DType::bf16,
+  STRATA_CHECK(q.dtype() != DType::bf16 || !q.device().is_cpu(),
                "attention: bf16 is not supported by the CPU kernel yet; compute attention in f32");
   Tensor bias;
   if (opt.bias.defined()) {

@@ -4,6 +4,7 @@
 #include "core/ops/factory.h"
 #include "core/ops/reduce.h"
 #include "core/ops/shape.h"
+#include "core/ops/transfer.h"
 
 namespace strata {
 
@@ -130,8 +131,10 @@ Tensor unary(UnaryOp op, const Tensor& x, UnaryParams p) {
   return out;
 }
 
-Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
+Tensor binary(BinaryOp op, const Tensor& a_in, const Tensor& b_in) {
   const char* name = binary_name(op);
+  const Tensor a = follow_device(a_in, b_in);
+  const Tensor b = follow_device(b_in, a);
   check_same_device(a, b, name);
   STRATA_CHECK(a.dtype() == b.dtype(), name, ": dtypes differ (", dtype_name(a.dtype()), " and ",
                dtype_name(b.dtype()), "); convert one with .to(dtype)");
@@ -308,7 +311,10 @@ Tensor logical_not(const Tensor& a) {
   return binary(BinaryOp::Eq, a, scalar_tensor(0, DType::b8, a.device()));
 }
 
-Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+Tensor where(const Tensor& cond_in, const Tensor& a_in, const Tensor& b_in) {
+  const Tensor a = follow_device(a_in, b_in);
+  const Tensor b = follow_device(b_in, a);
+  const Tensor cond = follow_device(cond_in, a);
   check_same_device(a, b, "where");
   check_same_device(cond, a, "where");
   STRATA_CHECK(cond.dtype() == DType::b8, "where: condition must be bool, got ",

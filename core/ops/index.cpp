@@ -4,6 +4,7 @@
 #include "core/backend.h"
 #include "core/ops/factory.h"
 #include "core/ops/shape.h"
+#include "core/ops/transfer.h"
 
 namespace strata {
 
@@ -19,9 +20,11 @@ Tensor as_index(const Tensor& index, const char* op) {
 
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index_in) {
   dim = wrap_dim(dim, x.dim(), "index_select");
+  const Tensor index_here = follow_device(index_in, x);
+  check_same_device("index_select", "input", x, "index", index_here);
   STRATA_CHECK(index_in.dim() == 1, "index_select: index must be 1-D, got ",
                shape_str(index_in.shape()));
-  Tensor index = as_index(index_in, "index_select");
+  Tensor index = as_index(index_here, "index_select");
   Shape shape = x.shape();
   shape[dim] = index.numel();
   Tensor out = empty(shape, x.dtype(), x.device());
@@ -39,7 +42,9 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index_in) {
 
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index_in) {
   dim = wrap_dim(dim, x.dim(), "gather");
-  Tensor index = as_index(index_in, "gather");
+  const Tensor index_here = follow_device(index_in, x);
+  check_same_device("gather", "input", x, "index", index_here);
+  Tensor index = as_index(index_here, "gather");
   STRATA_CHECK(index.dim() == x.dim(), "gather: index of rank ", index.dim(), " for input of rank ",
                x.dim());
   for (int64_t d = 0; d < x.dim(); ++d)
@@ -60,7 +65,10 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index_in) {
 
 Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index_in, const Tensor& src) {
   dim = wrap_dim(dim, x.dim(), "scatter_add");
-  Tensor index = as_index(index_in, "scatter_add");
+  const Tensor index_here = follow_device(index_in, x);
+  check_same_device("scatter_add", "input", x, "index", index_here);
+  check_same_device("scatter_add", "input", x, "src", src);
+  Tensor index = as_index(index_here, "scatter_add");
   STRATA_CHECK(index.shape() == src.shape(), "scatter_add: index ", shape_str(index.shape()),
                " and src ", shape_str(src.shape()), " must have the same shape");
   STRATA_CHECK(src.dtype() == x.dtype(), "scatter_add: src is ", dtype_name(src.dtype()),

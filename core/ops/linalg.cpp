@@ -6,6 +6,7 @@
 #include "core/ops/factory.h"
 #include "core/ops/reduce.h"
 #include "core/ops/shape.h"
+#include "core/ops/transfer.h"
 
 namespace strata {
 
@@ -42,8 +43,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   STRATA_CHECK(a.dtype() == b.dtype() && is_floating(a.dtype()), "matmul: dtypes ",
                dtype_name(a.dtype()), " and ", dtype_name(b.dtype()),
                "; expected the same floating dtype");
-  STRATA_CHECK(a.device() == b.device(), "matmul: operands on ", a.device().str(), " and ",
-               b.device().str());
+  check_same_device("matmul", "a", a, "b", b);
   const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
   STRATA_CHECK(b.size(-2) == K, "matmul: inner dims differ: ", shape_str(a.shape()), " x ",
                shape_str(b.shape()), " (", K, " vs ", b.size(-2), ")");
@@ -76,6 +76,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
   STRATA_CHECK(w.dim() == 2, "linear: weight must be [out, in], got ", shape_str(w.shape()));
+  check_same_device("linear", "input", x, "weight", w);
+  check_same_device("linear", "input", x, "bias", bias);
   STRATA_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "linear: input ", shape_str(x.shape()),
                " does not end in the weight's in-features ", w.size(1), " (weight ",
                shape_str(w.shape()), ")");

@@ -5,16 +5,19 @@
 #include "core/ops/nn.h"
 #include "core/ops/reduce.h"
 #include "core/ops/shape.h"
+#include "core/ops/transfer.h"
 
 namespace strata {
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index,
+Tensor cross_entropy(const Tensor& logits, const Tensor& target_in, int64_t ignore_index,
                      double label_smoothing, const std::string& reduction) {
+  const Tensor target = follow_device(target_in, logits);
   STRATA_CHECK(is_floating(logits.dtype()), "cross_entropy: logits must be floating, got ",
                dtype_name(logits.dtype()));
   STRATA_CHECK(target.dtype() == DType::i64 || target.dtype() == DType::i32,
                "cross_entropy: target must be integer class ids, got ", dtype_name(target.dtype()));
   STRATA_CHECK(logits.dim() >= 1, "cross_entropy: logits must have a class dim");
+  check_same_device("cross_entropy", "logits", logits, "target", target);
   Shape row_shape(logits.shape().begin(), logits.shape().end() - 1);
   STRATA_CHECK(target.shape() == row_shape, "cross_entropy: logits ", shape_str(logits.shape()),
                " need target of shape ", shape_str(row_shape), ", got ", shape_str(target.shape()));
@@ -47,7 +50,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
   if (reduction == "sum") return total;
   // Mean over the rows that count; an all-ignored batch gives 0/0 = NaN, as PyTorch does.
   const int64_t counted =
-      sum(ne(t, scalar_tensor(double(ignore_index), DType::i64))).item<int64_t>();
+      sum(ne(t, scalar_tensor(double(ignore_index), DType::i64, t.device()))).item<int64_t>();
   return total * (1.0 / double(counted));
 }
 

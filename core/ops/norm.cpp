@@ -3,6 +3,7 @@
 #include "core/ops/factory.h"
 #include "core/ops/nn.h"
 #include "core/ops/shape.h"
+#include "core/ops/transfer.h"
 
 namespace strata {
 
@@ -13,6 +14,8 @@ void check_norm_args(const char* op, const Tensor& x, const Tensor& w, const Ten
                ": expected a floating tensor of rank >= 1, got ", shape_str(x.shape()), " ",
                dtype_name(x.dtype()));
   const int64_t n = x.size(-1);
+  check_same_device(op, "input", x, "weight", w);
+  check_same_device(op, "input", x, "bias", b);
   for (const Tensor* p : {&w, &b})
     if (p->defined())
       STRATA_CHECK(p->dim() == 1 && p->size(0) == n && p->dtype() == x.dtype(), op,

@@ -277,6 +277,14 @@ std::vector<OpCase> build_cases() {
     c.push_back(cast);
   }
   add(
+      c, "to_device/via_cpu",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({3, 4}, dt, s, 81)};
+      },
+      // Through the CPU and back to the input's device: two real copies when the input is on a
+      // GPU (the CUDA suite), two recorded aliases on the CPU.
+      [](const Inputs& in) { return in[0].to(Device::cpu()).t().to(in[0].device()) * 1.5; });
+  add(
       c, "cat",
       [](DType dt, uint64_t s) -> Inputs {
         return {leaf({2, 3}, dt, s, 32), leaf({2, 2}, dt, s, 33)};
@@ -505,7 +513,7 @@ const std::vector<std::string>& local_op_names() {
       "permute",     "narrow",  "expand",      "squeeze",       "unsqueeze",    "clone",
       "to_dtype",    "cat",     "matmul",      "linear",        "index_select", "gather",
       "scatter_add", "softmax", "log_softmax", "cross_entropy", "layer_norm",   "rms_norm",
-      "dropout",     "rope",    "attention",   "recompute"};
+      "dropout",     "rope",    "attention",   "recompute",     "to_device"};
   return names;
 }
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <type_traits>
 
 #include "core/kernels/cpu/gemm/gemm_backends.h"
 #include "core/kernels/cpu/gemm/gemm_packed.h"
@@ -26,6 +27,12 @@ constexpr int kNr = 16;
 constexpr int64_t kMc = 144;
 constexpr int64_t kKc = 256;
 constexpr int64_t kNc = 4080;
+// Packing walks a transposed A or a plain B down k, one row of storage (lda / ldb apart, often
+// 1 KiB or more) per step. In training these are activations (the weight-gradient GEMM
+// g^T x reads two of them) that come from L3 or memory, and the hardware prefetcher does not
+// follow a stride that crosses a page every few rows, so the pack stalled on each row; fetching
+// 16 rows ahead hides that (measured: weight-gradient GEMMs on cold data 5-10% faster).
+constexpr int64_t kPrefetchRows = 16;
 
 inline float to_f32(float x) {
   return x;
@@ -71,7 +78,20 @@ STRATA_AVX2 void pack_a(const void* a_raw, int64_t lda, bool trans, int64_t i0, 
     const int h = int(std::min<int64_t>(kMr, rows - r0));
     if (trans) {
       // A stored k x m: each k step of the panel is h contiguous elements.
-      for (int64_t p = 0; p < depth; ++p) {
+      int64_t p = 0;
+      if constexpr (std::is_same_v<S, float>) {
+        if (h == kMr) {
+          for (; p < depth; ++p) {
+            const float* src = a + (p0 + p) * lda + i0 + r0;
+            _mm_prefetch(reinterpret_cast<const char*>(src + kPrefetchRows * lda), _MM_HINT_T0);
+            float* d = dst + p * kMr;
+            _mm_storeu_ps(d, _mm_loadu_ps(src));
+            _mm_store_sd(reinterpret_cast<double*>(d + 4),
+                         _mm_load_sd(reinterpret_cast<const double*>(src + 4)));
+          }
+        }
+      }
+      for (; p < depth; ++p) {
         const S* src = a + (p0 + p) * lda + i0 + r0;
         float* d = dst + p * kMr;
         for (int i = 0; i < h; ++i) d[i] = to_f32(src[i]);
@@ -110,6 +130,7 @@ STRATA_AVX2 void pack_b(const void* b_raw, int64_t ldb, bool trans, int64_t p0, 
     // B stored k x n: each k step is cols contiguous elements.
     for (int64_t p = 0; p < depth; ++p) {
       const S* src = b + (p0 + p) * ldb + j0;
+      _mm_prefetch(reinterpret_cast<const char*>(src + kPrefetchRows * ldb), _MM_HINT_T0);
       float* d = dst + p * kNr;
       if (cols == kNr) {
         for (int j = 0; j < kNr; ++j) d[j] = to_f32(src[j]);

@@ -1,0 +1,44 @@
+#pragma once
+// The optimizer's CUDA kernels: the fused Adam-family update (the formula of adam_kernel.h, each
+// step rounded as there, so a CUDA update gives the CPU kernel's bits) and the pieces of
+// global-norm clipping. A plain C++ header: optim's .cpp files call these with pointers into
+// device memory under STRATA_HAS_CUDA; the definitions (adam_update.cu, grad_norm.cu) exist only
+// in a CUDA build. Everything runs on cuda::stream(device), asynchronously.
+#include <cstdint>
+
+#include "core/bf16.h"
+#include "optim/kernels/adam_kernel.h"
+
+namespace strata::optim::kernels::cuda {
+
+void adam_update(int device, float* p, const float* g, float* m, float* v, int64_t n,
+                 const AdamScalars<float>& s);
+void adam_update(int device, double* p, const double* g, double* m, double* v, int64_t n,
+                 const AdamScalars<double>& s);
+void adam_update(int device, bf16* p, const bf16* g, float* m, float* v, int64_t n,
+                 const AdamScalars<float>& s);
+void adam_update(int device, bf16* p, const float* g, float* m, float* v, int64_t n,
+                 const AdamScalars<float>& s);
+
+// Deterministic sums of squares without atomics: a fixed grid of kSumParts blocks writes one f64
+// partial each (a block without elements writes 0), and sum_parts adds any number of partials in
+// one fixed tree. The result depends on n only, never on timing.
+inline constexpr int64_t kSumParts = 256;
+void sum_squares_parts(int device, const float* x, int64_t n, double* parts);
+void sum_squares_parts(int device, const double* x, int64_t n, double* parts);
+void sum_squares_parts(int device, const bf16* x, int64_t n, double* parts);
+// out[0] = parts[0] + ... + parts[count - 1] (count >= 0).
+void sum_parts(int device, const double* parts, int64_t count, double* out);
+
+// From the gradients' total sum of squares: norm[0] = sqrt(sum_sq[0]) and coef[0] = the factor
+// clip_grad_norm applies, max_norm / (norm + 1e-6) when that is below 1 and the norm is finite,
+// else exactly 1 (max_norm <= 0: always 1).
+void clip_coefficient(int device, const double* sum_sq, double max_norm, double* norm,
+                      double* coef);
+// x *= coef[0] in x's precision (f32 and bf16 multiply by float(coef), as the CPU kernel); x is
+// not written when coef[0] == 1.
+void scale_by(int device, float* x, int64_t n, const double* coef);
+void scale_by(int device, double* x, int64_t n, const double* coef);
+void scale_by(int device, bf16* x, int64_t n, const double* coef);
+
+}  // namespace strata::optim::kernels::cuda
