@@ -35,6 +35,45 @@ class Allocator {
   virtual bool is_pinned() const { return false; }
 };
 
+// The bookkeeping every caching allocator shares (host, GPU, pinned): per-size free lists and the
+// statistics, under one lock. The allocator rounds sizes and talks to the system; this holds what
+// it has cached and counts what it hands out.
+class BlockCache {
+ public:
+  // A cached block of exactly `size` bytes (now handed out), or nullptr; counts the request.
+  void* take(size_t size);
+  // Counts a block of `size` bytes fresh from the system, now handed out.
+  void add_fresh(size_t size);
+  // A tensor let go of `p`: it is cached and handed out again by take().
+  void put(void* p, size_t size) {
+    released(size);
+    shelve(p, size);
+  }
+  // put() in two halves, for a block that must wait before it can be reused (pinned memory with
+  // copies in flight): released() counts it as cached at once, shelve() makes it available later.
+  void released(size_t size);
+  void shelve(void* p, size_t size);
+
+  MemoryStats stats() const;
+  void reset_peak();
+  // Empties the free lists, handing each block to release(ptr), and uncounts them.
+  template <class Release>
+  void drain(Release&& release) {
+    std::lock_guard lock(mutex_);
+    for (auto& [size, ptrs] : free_) {
+      for (void* p : ptrs) release(p);
+      stats_.cached_bytes -= int64_t(size * ptrs.size());
+      stats_.reserved_bytes -= int64_t(size * ptrs.size());
+    }
+    free_.clear();
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<size_t, std::vector<void*>> free_;
+  MemoryStats stats_;
+};
+
 class CachingCpuAllocator final : public Allocator {
  public:
   static constexpr size_t kAlignment = 64;  // a cache line; also the widest vector register
@@ -50,9 +89,7 @@ class CachingCpuAllocator final : public Allocator {
   static size_t round_size(size_t nbytes);
 
  private:
-  mutable std::mutex mutex_;
-  std::map<size_t, std::vector<void*>> free_;
-  MemoryStats stats_;
+  BlockCache cache_;
 };
 
 // A block of device memory that returns itself to its allocator when the last owner lets go.

@@ -3,6 +3,7 @@
 #include <cctype>
 
 #include "core/error.h"
+#include "core/runtime.h"
 
 #ifdef STRATA_HAS_CUDA
 #include <cuda_runtime.h>
@@ -18,14 +19,6 @@ bool cuda_built() {
   return true;
 #else
   return false;
-#endif
-}
-
-int cuda_device_count() {
-#ifdef STRATA_HAS_CUDA
-  return strata::cuda::device_count();
-#else
-  return 0;
 #endif
 }
 
@@ -46,7 +39,7 @@ Device resolve_device(const std::string& spec, const std::string& what, int loca
                ": this Strata was built without CUDA; rebuild with -DSTRATA_CUDA=ON "
                "(scripts/build.sh -DSTRATA_CUDA=ON) or set ",
                what, " = cpu");
-  const int count = cuda_device_count();
+  const int count = Runtime::get().cuda_device_count();
   STRATA_CHECK(count > 0, what, " = ", spec,
                ": no CUDA device is visible to this process (no GPU, no driver, or "
                "CUDA_VISIBLE_DEVICES hides them); set ",

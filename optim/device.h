@@ -9,10 +9,9 @@
 
 namespace strata::optim {
 
-// Whether this build has the CUDA backend (-DSTRATA_CUDA=ON).
+// Whether this build has the CUDA backend (-DSTRATA_CUDA=ON). The GPUs visible to the process
+// are Runtime::get().cuda_device_count().
 bool cuda_built();
-// GPUs visible to this process; 0 without CUDA, driver or device (never throws).
-int cuda_device_count();
 
 // "cpu", "cuda" or "cuda:N". Plain "cuda" is GPU local_rank % count, so the ranks of an mpirun
 // job on one node take one GPU each. Throws naming `what` (the option) for an unknown name, a

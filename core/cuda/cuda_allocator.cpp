@@ -33,20 +33,7 @@ size_t CachingCudaAllocator::round_size(size_t nbytes) {
 
 void* CachingCudaAllocator::allocate(size_t nbytes) {
   const size_t size = round_size(nbytes);
-  {
-    std::lock_guard lock(mutex_);
-    ++stats_.allocations;
-    auto it = free_.find(size);
-    if (it != free_.end() && !it->second.empty()) {
-      void* p = it->second.back();
-      it->second.pop_back();
-      ++stats_.cache_hits;
-      stats_.cached_bytes -= int64_t(size);
-      stats_.current_bytes += int64_t(size);
-      stats_.peak_bytes = std::max(stats_.peak_bytes, stats_.current_bytes);
-      return p;
-    }
-  }
+  if (void* p = cache_.take(size)) return p;
   DeviceGuard guard(device_);
   void* p = nullptr;
   cudaError_t err = cudaMalloc(&p, size);
@@ -73,31 +60,22 @@ void* CachingCudaAllocator::allocate(size_t nbytes) {
                 "shorter sequence, activation recomputation or a smaller model");
   }
   STRATA_CUDA_CHECK(err);
-  std::lock_guard lock(mutex_);
-  stats_.current_bytes += int64_t(size);
-  stats_.reserved_bytes += int64_t(size);
-  stats_.peak_bytes = std::max(stats_.peak_bytes, stats_.current_bytes);
+  cache_.add_fresh(size);
   return p;
 }
 
 void CachingCudaAllocator::deallocate(void* ptr, size_t nbytes) {
   // No synchronisation: kernels still queued on the compute stream may read the block, and the
   // next user is queued behind them on that same stream (see the header).
-  const size_t size = round_size(nbytes);
-  std::lock_guard lock(mutex_);
-  free_[size].push_back(ptr);
-  stats_.current_bytes -= int64_t(size);
-  stats_.cached_bytes += int64_t(size);
+  cache_.put(ptr, round_size(nbytes));
 }
 
 MemoryStats CachingCudaAllocator::stats() const {
-  std::lock_guard lock(mutex_);
-  return stats_;
+  return cache_.stats();
 }
 
 void CachingCudaAllocator::reset_peak() {
-  std::lock_guard lock(mutex_);
-  stats_.peak_bytes = stats_.current_bytes;
+  cache_.reset_peak();
 }
 
 void CachingCudaAllocator::empty_cache() {
@@ -105,13 +83,7 @@ void CachingCudaAllocator::empty_cache() {
   // Cached blocks may still be read by queued kernels (on the compute stream or a communication
   // stream): wait for all of the device's work before returning them.
   STRATA_CUDA_CHECK(cudaDeviceSynchronize());
-  std::lock_guard lock(mutex_);
-  for (auto& [size, ptrs] : free_) {
-    for (void* p : ptrs) STRATA_CUDA_CHECK(cudaFree(p));
-    stats_.cached_bytes -= int64_t(size * ptrs.size());
-    stats_.reserved_bytes -= int64_t(size * ptrs.size());
-  }
-  free_.clear();
+  cache_.drain([](void* p) { STRATA_CUDA_CHECK(cudaFree(p)); });
 }
 
 }  // namespace strata::cuda

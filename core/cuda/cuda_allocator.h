@@ -43,9 +43,7 @@ class CachingCudaAllocator final : public Allocator {
 
  private:
   int device_;
-  mutable std::mutex mutex_;
-  std::map<size_t, std::vector<void*>> free_;
-  MemoryStats stats_;
+  BlockCache cache_;
 };
 
 // "1.50 GiB" and the like, for messages.

@@ -26,7 +26,7 @@ void CachingPinnedAllocator::poll_pending_locked() {
       continue;
     }
     for (cudaEvent_t e : b.events) STRATA_CUDA_CHECK(cudaEventDestroy(e));
-    free_[b.size].push_back(b.ptr);
+    cache_.shelve(b.ptr, b.size);
     pending_[i] = std::move(pending_.back());
     pending_.pop_back();
   }
@@ -36,19 +36,9 @@ void* CachingPinnedAllocator::allocate(size_t nbytes) {
   const size_t size = CachingCpuAllocator::round_size(nbytes);
   {
     std::lock_guard lock(mutex_);
-    ++stats_.allocations;
     if (!pending_.empty()) poll_pending_locked();
-    auto it = free_.find(size);
-    if (it != free_.end() && !it->second.empty()) {
-      void* p = it->second.back();
-      it->second.pop_back();
-      ++stats_.cache_hits;
-      stats_.cached_bytes -= int64_t(size);
-      stats_.current_bytes += int64_t(size);
-      stats_.peak_bytes = std::max(stats_.peak_bytes, stats_.current_bytes);
-      return p;
-    }
   }
+  if (void* p = cache_.take(size)) return p;
   void* p = nullptr;
   // Portable: the block is pinned for every device's context, not only the current one.
   cudaError_t err = cudaHostAlloc(&p, size, cudaHostAllocPortable);
@@ -66,21 +56,17 @@ void* CachingPinnedAllocator::allocate(size_t nbytes) {
                 " cached. Use a smaller batch or fewer batches in flight (loader prefetch)");
   }
   STRATA_CUDA_CHECK(err);
-  std::lock_guard lock(mutex_);
-  stats_.current_bytes += int64_t(size);
-  stats_.reserved_bytes += int64_t(size);
-  stats_.peak_bytes = std::max(stats_.peak_bytes, stats_.current_bytes);
+  cache_.add_fresh(size);
   return p;
 }
 
 void CachingPinnedAllocator::deallocate(void* ptr, size_t nbytes) {
   const size_t size = CachingCpuAllocator::round_size(nbytes);
+  cache_.released(size);
   std::lock_guard lock(mutex_);
-  stats_.current_bytes -= int64_t(size);
-  stats_.cached_bytes += int64_t(size);
   auto it = in_use_events_.find(ptr);
   if (it == in_use_events_.end()) {
-    free_[size].push_back(ptr);
+    cache_.shelve(ptr, size);
     return;
   }
   pending_.push_back(Pending{ptr, size, std::move(it->second)});
@@ -97,24 +83,19 @@ void CachingPinnedAllocator::record_stream(void* base, int device, cudaStream_t 
 }
 
 MemoryStats CachingPinnedAllocator::stats() const {
-  std::lock_guard lock(mutex_);
-  return stats_;
+  return cache_.stats();
 }
 
 void CachingPinnedAllocator::reset_peak() {
-  std::lock_guard lock(mutex_);
-  stats_.peak_bytes = stats_.current_bytes;
+  cache_.reset_peak();
 }
 
 void CachingPinnedAllocator::empty_cache() {
-  std::lock_guard lock(mutex_);
-  poll_pending_locked();
-  for (auto& [size, ptrs] : free_) {
-    for (void* p : ptrs) STRATA_CUDA_CHECK(cudaFreeHost(p));
-    stats_.cached_bytes -= int64_t(size * ptrs.size());
-    stats_.reserved_bytes -= int64_t(size * ptrs.size());
+  {
+    std::lock_guard lock(mutex_);
+    poll_pending_locked();
   }
-  free_.clear();
+  cache_.drain([](void* p) { STRATA_CUDA_CHECK(cudaFreeHost(p)); });
 }
 
 }  // namespace strata::cuda

@@ -45,11 +45,10 @@ class CachingPinnedAllocator final : public Allocator {
   // Moves pending blocks whose events have completed to the free lists.
   void poll_pending_locked();
 
-  mutable std::mutex mutex_;
-  std::map<size_t, std::vector<void*>> free_;
+  BlockCache cache_;          // blocks whose copies have finished, and the statistics
+  mutable std::mutex mutex_;  // guards the two below
   std::unordered_map<void*, std::vector<cudaEvent_t>> in_use_events_;
   std::vector<Pending> pending_;
-  MemoryStats stats_;
 };
 
 }  // namespace strata::cuda

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/runtime.h"
 #include "core/ops.h"
 #include "core/random/philox.h"
 #include "models/module.h"
@@ -21,7 +22,7 @@ namespace strata::model_test {
 
 #define STRATA_REQUIRE_GPU()                                                         \
   do {                                                                               \
-    if (::strata::optim::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device"; \
+    if (::strata::Runtime::get().cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device"; \
   } while (0)
 
 inline Device gpu() {

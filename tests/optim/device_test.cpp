@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/ops.h"
+#include "core/runtime.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
 #include "optim/device.h"
@@ -40,18 +41,19 @@ TEST(DeviceTest, CudaWithoutABuildOrAGpuNamesTheFix) {
   for (const char* spec : {"cuda", "cuda:0"}) {
     const std::string e = error_of(spec);
     if (!cuda_built()) {
-      EXPECT_EQ(cuda_device_count(), 0);
+      EXPECT_EQ(Runtime::get().cuda_device_count(), 0);
       EXPECT_NE(e.find("built without CUDA"), std::string::npos) << e;
       EXPECT_NE(e.find("-DSTRATA_CUDA=ON"), std::string::npos) << e;
-    } else if (cuda_device_count() == 0) {
+    } else if (Runtime::get().cuda_device_count() == 0) {
       EXPECT_NE(e.find("no CUDA device is visible"), std::string::npos) << e;
       EXPECT_NE(e.find("run.device = cpu"), std::string::npos) << e;
     } else {
       EXPECT_EQ(e, "") << spec;
     }
   }
-  if (cuda_device_count() > 0) {
-    EXPECT_EQ(resolve_device("cuda", "run.device", cuda_device_count()), Device::cuda(0));
+  if (Runtime::get().cuda_device_count() > 0) {
+    EXPECT_EQ(resolve_device("cuda", "run.device", Runtime::get().cuda_device_count()),
+              Device::cuda(0));
     const std::string e = error_of("cuda:9999");
     EXPECT_NE(e.find("CUDA device"), std::string::npos) << e;
   }

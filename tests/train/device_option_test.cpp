@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/runtime.h"
 #include "optim/device.h"
 #include "train/trainer.h"
 
@@ -37,7 +38,7 @@ TEST(TrainDeviceOption, UnknownDeviceIsAnErrorListingTheValidOnes) {
 }
 
 TEST(TrainDeviceOption, UnavailableGpuIsAnErrorNamingTheFix) {
-  if (optim::cuda_device_count() > 0) GTEST_SKIP() << "a GPU is visible";
+  if (Runtime::get().cuda_device_count() > 0) GTEST_SKIP() << "a GPU is visible";
   const std::string e = train_error("cuda");
   if (!optim::cuda_built())
     EXPECT_NE(e.find("-DSTRATA_CUDA=ON"), std::string::npos) << e;
