@@ -1,7 +1,8 @@
 // Training throughput of the decoder LM: forward + backward + clip + AdamW on random tokens, the
 // benchmark preset of issue 5 by default (d_model 256, 4 layers, 4 heads, d_ff 1024, seq 128,
 // batch 16, vocab 8192). Prints one JSON line with tokens/s, MFU against the measured FMA peak,
-// the share of time spent in GEMM-heavy work, and peak memory (allocator and process RSS).
+// peak memory (allocator and process RSS), and the step's FLOPs at the rate of the model's largest
+// GEMM timed in the same run (gemm_gflops, gemm_bound_ms; bench/gemm_rate.h).
 //   strata_bench_decoder [--threads N] [--steps S] [--d_model D] [--layers L] [--seq T] [--batch B]
 //                        [--gemm auto|avx2|openblas|dnnl]
 #include <sys/resource.h>
@@ -11,6 +12,7 @@
 #include <cstdio>
 #include <string>
 
+#include "bench/gemm_rate.h"
 #include "core/fma_peak.h"
 #include "core/ops.h"
 #include "core/random/philox.h"
@@ -57,6 +59,7 @@ int main(int argc, char** argv) {
   cfg.max_seq = seq;
   Runtime::get().set_num_threads(threads);
   const double peak = measure_fma_peak_gflops(false);
+  const double gemm_rate = bench::measure_gemm_gflops(batch * seq, cfg.d_model, cfg.d_ff);
 
   models::DecoderLM model(cfg, 1);
   std::vector<optim::NamedParam> named;
@@ -93,11 +96,13 @@ int main(int argc, char** argv) {
       "\"d_model\": %lld, "
       "\"layers\": %lld, \"seq\": %lld, \"batch\": %lld, \"params\": %lld, \"step_ms\": %.1f, "
       "\"tokens_per_s\": %.0f, \"mflop_per_token\": %.2f, \"peak_gflops\": %.1f, \"mfu\": %.3f, "
-      "\"allocator_peak_mib\": %.1f, \"max_rss_mib\": %.1f}\n",
+      "\"gemm_gflops\": %.1f, \"gemm_bound_ms\": %.1f, \"allocator_peak_mib\": %.1f, "
+      "\"max_rss_mib\": %.1f}\n",
       std::string(gemm::kernel_name(gemm::resolve(Runtime::get().gemm_kernel()))).c_str(), threads,
       (long long)cfg.d_model, (long long)cfg.n_layers, (long long)seq, (long long)batch,
       (long long)model.num_parameters(), step_s * 1e3, tok_s, flops / 1e6, peak,
-      tok_s * flops / (peak * 1e9), double(Runtime::get().memory_stats().peak_bytes) / (1 << 20),
-      double(ru.ru_maxrss) / 1024);
+      tok_s * flops / (peak * 1e9), gemm_rate,
+      double(batch * seq) * flops / (gemm_rate * 1e9) * 1e3,
+      double(Runtime::get().memory_stats().peak_bytes) / (1 << 20), double(ru.ru_maxrss) / 1024);
   return 0;
 }

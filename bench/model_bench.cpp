@@ -9,7 +9,9 @@
 // Tokens per step count encoder and decoder tokens (T5: batch x (128 + 29)).
 // Prints one JSON line: step time (median), tokens/s, MFU against the FMA peak measured in the same
 // run at the same thread count, the median forward / backward / optimizer split, and peak memory
-// (allocator and process RSS).
+// (allocator and process RSS). On the CPU it also times the model's largest GEMM in the same run
+// (gemm_gflops) and gives the step's FLOPs at that rate (gemm_bound_ms): no step of this model that
+// multiplies at that rate can be faster.
 //   strata_bench_model --model bert-small|bert-c5|t5-small|t5-base [--threads N] [--steps S]
 //                      [--warmup W] [--batch B] [--seq L] [--input_len Ls] [--gemm KERNEL]
 //                      [--device cpu|cuda|cuda:N] [--precision f32|bf16]
@@ -28,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/gemm_rate.h"
 #include "core/fma_peak.h"
 #include "core/ops.h"
 #include "core/random/philox.h"
@@ -90,6 +93,7 @@ int run(const Options& o) {
   StepFns fns;
   int64_t tokens_per_step = 0, enc_len = 0, dec_len = 0, masked = 0;
   double flops_per_step = 0;
+  int64_t gemm_m = 0, gemm_k = 0, gemm_n = 0;  // the shape measure_gemm_gflops times
   if (bert) {
     const models::BertConfig cfg = models::bert_preset(o.model);
     auto m = std::make_shared<models::BertMLM>(cfg, 1);
@@ -97,6 +101,7 @@ int run(const Options& o) {
     m->to(device);
     model = m;
     enc_len = o.seq;
+    gemm_k = cfg.d_model, gemm_n = cfg.d_ff;
     tokens_per_step = o.batch * o.seq;
     // The fixed 15% pattern; masked tokens get a random label, the rest -100.
     std::vector<uint8_t> is_masked(static_cast<size_t>(tokens_per_step));
@@ -129,6 +134,7 @@ int run(const Options& o) {
     enc_len = l.inputs;
     dec_len = l.targets;
     tokens_per_step = o.batch * (enc_len + dec_len);
+    gemm_k = cfg.d_model, gemm_n = cfg.d_ff;
     fns.loss = [m, o, cfg, enc_len, dec_len, on_device](uint64_t step) {
       const Tensor x = on_device(random_ids(step, 0, o.batch, enc_len, 2, cfg.vocab));
       const Tensor y = on_device(random_ids(step, 1, o.batch, dec_len, 2, cfg.vocab));
@@ -144,6 +150,8 @@ int run(const Options& o) {
   const double peak =
       on_gpu ? optim::nominal_peak_tflops(device, precision.compute_dtype(model->dtype())) * 1e3
              : measure_fma_peak_gflops(false);
+  gemm_m = o.batch * enc_len;
+  const double gemm_rate = on_gpu ? 0.0 : bench::measure_gemm_gflops(gemm_m, gemm_k, gemm_n);
 
   using clock = std::chrono::steady_clock;
   auto seconds = [](clock::time_point a, clock::time_point b) {
@@ -193,14 +201,16 @@ int run(const Options& o) {
       "\"enc_len\": %lld, \"dec_len\": %lld, \"masked\": %lld, "
       "\"params\": %lld, \"step_ms\": %.1f, \"forward_ms\": %.1f, \"backward_ms\": %.1f, "
       "\"optimizer_ms\": %.1f, \"cpu_ms\": %.1f, \"tokens_per_s\": %.0f, \"gflop_per_step\": %.2f, "
-      "\"peak_gflops\": %.1f, \"mfu\": %.3f, \"allocator_peak_mib\": %.1f, \"max_rss_mib\": "
+      "\"peak_gflops\": %.1f, \"mfu\": %.3f, \"gemm_gflops\": %.1f, \"gemm_bound_ms\": %.1f, "
+      "\"allocator_peak_mib\": %.1f, \"max_rss_mib\": "
       "%.1f}\n",
       o.model.c_str(), optim::device_name(device).c_str(), precision.name().c_str(),
       std::string(gemm::kernel_name(gemm::resolve(Runtime::get().gemm_kernel()))).c_str(),
       o.threads, (long long)o.batch, (long long)enc_len, (long long)dec_len, (long long)masked,
       (long long)model->num_parameters(), step_s * 1e3, median(fwd) * 1e3, median(bwd) * 1e3,
       median(upd) * 1e3, median(cpu) * 1e3, tok_s, flops_per_step / 1e9, peak,
-      peak > 0 ? flops_per_step / step_s / (peak * 1e9) : 0.0,
+      peak > 0 ? flops_per_step / step_s / (peak * 1e9) : 0.0, gemm_rate,
+      gemm_rate > 0 ? flops_per_step / (gemm_rate * 1e9) * 1e3 : 0.0,
       double(Runtime::get().memory_stats(device).peak_bytes) / (1 << 20),
       double(ru.ru_maxrss) / 1024);
   return 0;

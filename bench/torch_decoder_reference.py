@@ -5,12 +5,18 @@ Prints one JSON line like strata_bench_decoder's.
 import argparse
 import json
 import math
+import os
 import resource
+import sys
 import time
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_threads  # noqa: E402
+
+torch_threads.pin_threads_from_argv()
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 
 class RMSNorm(nn.Module):
@@ -97,10 +103,10 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
                              {"params": no_decay, "weight_decay": 0.0}], lr=1e-3, betas=(0.9, 0.95))
     step_fn = torch.compile(model) if a.compile else model
-    times = []
+    times, cpu = [], []
     for s in range(a.steps + 2):
         ids = torch.randint(0, vocab, (a.batch, a.seq + 1))
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         loss = step_fn(ids[:, :-1], ids[:, 1:])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -108,12 +114,15 @@ def main():
         opt.zero_grad(set_to_none=True)
         if s >= 2:
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
     times.sort()
+    cpu.sort()
     step = times[len(times) // 2]
     print(json.dumps({"bench": "decoder_train", "impl": "torch" + ("+compile" if a.compile else ""),
                       "torch_version": torch.__version__, "threads": a.threads,
                       "params": sum(p.numel() for p in model.parameters()),
-                      "step_ms": round(step * 1e3, 1), "tokens_per_s": round(a.batch * a.seq / step),
+                      "step_ms": round(step * 1e3, 1), "cpu_ms": round(cpu[len(cpu) // 2] * 1e3, 1),
+                      "tokens_per_s": round(a.batch * a.seq / step),
                       "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}),
           flush=True)
 

@@ -7,11 +7,17 @@ benchmark. Run: python3 bench/torch_ops_reference.py --threads 1
 """
 import argparse
 import json
+import os
 import statistics
+import sys
 import time
 
-import torch
-import torch.nn.functional as F
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_threads  # noqa: E402
+
+torch_threads.pin_threads_from_argv()
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 
 def rms_norm(x, w, eps):
