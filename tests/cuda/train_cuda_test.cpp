@@ -27,6 +27,7 @@
 #include "optim/adamw.h"
 #include "optim/clip.h"
 #include "tests/cuda/model_compare_util.h"
+#include "tests/train/tiny_corpus.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
@@ -173,64 +174,24 @@ TEST(TrainCuda, AdamWStepsFollowTheCpu) {
 
 // ---- the trainer and its checkpoints ------------------------------------------------------------
 
-// A small byte-tokenised corpus with structure (as tests/train/trainer_test.cpp).
+// The trainer tests' corpus and decoder, shortened (12 steps, accumulation 2, no dropout, no
+// evaluation or periodic saves), on the given device.
 struct TinyData {
-  fs::path root;
-  TinyData() {
-    root = fs::temp_directory_path() / ("strata_train_cuda_test_" + std::to_string(::getpid()));
-    fs::remove_all(root);
-    fs::create_directories(root / "text/train");
-    fs::create_directories(root / "text/valid");
-    const char* words[] = {"the cat", "a dog", "the bird", "my fish"};
-    const char* verbs[] = {" sat on ", " ran to ", " looked at ", " slept by "};
-    const char* places[] = {"the mat.", "the door.", "a tree.", "the river."};
-    for (int d = 0; d < 12; ++d) {
-      std::ofstream out(root / (d < 10 ? "text/train/" : "text/valid/") /
-                        ("doc" + std::to_string(d) + ".txt"));
-      for (int i = 0; i < 60; ++i)
-        out << words[(i + d) % 4] << verbs[(i * 3 + d) % 4] << places[(i * 7 + d) % 4] << "\n";
-    }
-    {
-      std::ofstream tok(root / "bytes.tok", std::ios::binary);
-      tok << data::byte_tokenizer_file();
-    }
-    const auto tok = data::load_tokenizer((root / "bytes.tok").string());
-    for (auto [in, out] : {std::pair{"text/train", "train"}, std::pair{"text/valid", "valid"}}) {
-      data::PrepareOptions p;
-      p.inputs = {(root / in).string()};
-      p.out = (root / out).string();
-      p.progress = false;
-      data::prepare(p, *tok);
-    }
-  }
-  ~TinyData() { fs::remove_all(root); }
-
+  train::fixtures::TinyCorpus corpus{"train_cuda_test"};
   train::TrainOptions options(const std::string& run, const std::string& device) const {
-    train::TrainOptions o;
-    o.run_dir = (root / run).string();
+    train::TrainOptions o = corpus.decoder_options(run);
     o.device = device;
-    o.tokenizer = (root / "bytes.tok").string();
-    o.train_data = (root / "train").string();
-    o.valid_data = (root / "valid").string();
-    o.objective.seq_len = 32;
-    o.micro_batch = 4;
     o.grad_accum = 2;
-    o.model.decoder.d_model = 32;
-    o.model.decoder.n_layers = 2;
-    o.model.decoder.n_heads = 4;
-    o.model.decoder.n_kv_heads = 2;
-    o.model.decoder.d_ff = 64;
-    o.lr = 3e-3;
+    o.model.decoder.dropout = 0.0;
     o.warmup_steps = 2;
     o.budget = 12;
     o.log_every = 4;
     o.eval_every = 0;
-    o.eval_batches = 2;
     o.save_every = 0;
-    o.peak_gflops = 1;
     o.sample_tokens = 0;
     return o;
   }
+  const std::filesystem::path& root() const { return corpus.root(); }
 };
 
 train::TrainResult train_run(const train::TrainOptions& o) {
@@ -295,7 +256,7 @@ TEST(TrainCuda, CheckpointsMoveBetweenDevices) {
     return fs::path(o.run_dir);
   };
   auto copy_run = [&](const fs::path& from, const std::string& to) {
-    fs::copy(from, data.root / to, fs::copy_options::recursive);
+    fs::copy(from, data.root() / to, fs::copy_options::recursive);
   };
   auto second_half = [&](const std::string& dir, const std::string& device) {
     const train::TrainResult r = train_run(data.options(dir, device));  // resume auto

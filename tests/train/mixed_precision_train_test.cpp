@@ -20,6 +20,7 @@
 #include "core/ops.h"
 #include "data/prepare.h"
 #include "data/tokenizer.h"
+#include "tests/train/tiny_corpus.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
@@ -28,69 +29,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The trainer test's tiny corpus: repeated sentences with variations, byte-tokenised.
-struct TinyData {
-  fs::path root;
-  TinyData() {
-    root = fs::temp_directory_path() / ("strata_mixed_precision_test_" + std::to_string(::getpid()));
-    fs::remove_all(root);
-    fs::create_directories(root / "text/train");
-    fs::create_directories(root / "text/valid");
-    const char* words[] = {"the cat", "a dog", "the bird", "my fish"};
-    const char* verbs[] = {" sat on ", " ran to ", " looked at ", " slept by "};
-    const char* places[] = {"the mat.", "the door.", "a tree.", "the river."};
-    for (int d = 0; d < 12; ++d) {
-      std::ofstream out(root / (d < 10 ? "text/train/" : "text/valid/") /
-                        ("doc" + std::to_string(d) + ".txt"));
-      for (int i = 0; i < 60; ++i)
-        out << words[(i + d) % 4] << verbs[(i * 3 + d) % 4] << places[(i * 7 + d) % 4] << "\n";
-    }
-    {
-      std::ofstream tok(root / "bytes.tok", std::ios::binary);
-      tok << data::byte_tokenizer_file();
-    }
-    const auto tok = data::load_tokenizer((root / "bytes.tok").string());
-    for (auto [in, out] : {std::pair{"text/train", "train"}, std::pair{"text/valid", "valid"}}) {
-      data::PrepareOptions p;
-      p.inputs = {(root / in).string()};
-      p.out = (root / out).string();
-      p.progress = false;
-      data::prepare(p, *tok);
-    }
-  }
-  ~TinyData() { fs::remove_all(root); }
+const fixtures::TinyCorpus& tiny_corpus() {
+  static const fixtures::TinyCorpus corpus("mixed_precision_test");
+  return corpus;
+}
 
-  TrainOptions options(const std::string& run, const models::Precision& precision) const {
-    TrainOptions o;
-    o.run_dir = (root / run).string();
-    o.tokenizer = (root / "bytes.tok").string();
-    o.train_data = (root / "train").string();
-    o.valid_data = (root / "valid").string();
-    o.objective.seq_len = 32;
-    o.micro_batch = 4;
-    o.model.decoder.d_model = 32;
-    o.model.decoder.n_layers = 2;
-    o.model.decoder.n_heads = 4;
-    o.model.decoder.n_kv_heads = 2;
-    o.model.decoder.d_ff = 64;
-    o.model.decoder.dropout = 0.1;
-    o.model.decoder.precision = precision;
-    o.lr = 3e-3;
-    o.warmup_steps = 4;
-    o.budget = 40;
-    o.log_every = 10;
-    o.eval_every = 20;
-    o.eval_batches = 2;
-    o.save_every = 20;
-    o.peak_gflops = 1;
-    o.sample_tokens = 8;
-    return o;
-  }
-};
-
-const TinyData& tiny() {
-  static TinyData d;
-  return d;
+// The trainer test's decoder on the tiny corpus, at the given precision.
+TrainOptions tiny_options(const std::string& run, const models::Precision& precision) {
+  TrainOptions o = tiny_corpus().decoder_options(run);
+  o.model.decoder.precision = precision;
+  return o;
 }
 
 struct CurveGap {
@@ -113,9 +61,9 @@ CurveGap gap(const std::vector<double>& a, const std::vector<double>& ref) {
 // 2%, and a second bf16 run gives the same numbers bit for bit.
 TEST(MixedPrecisionTraining, Bf16TracksF32AndIsDeterministic) {
   std::ostringstream log;
-  const TrainResult f = train(tiny().options("f32", models::Precision::f32()), log);
-  const TrainResult b = train(tiny().options("bf16", models::Precision::bf16()), log);
-  const TrainResult b2 = train(tiny().options("bf16_again", models::Precision::bf16()), log);
+  const TrainResult f = train(tiny_options("f32", models::Precision::f32()), log);
+  const TrainResult b = train(tiny_options("bf16", models::Precision::bf16()), log);
+  const TrainResult b2 = train(tiny_options("bf16_again", models::Precision::bf16()), log);
   ASSERT_EQ(f.losses.size(), 40u);
   ASSERT_EQ(b.losses.size(), 40u);
   const CurveGap g = gap(b.losses, f.losses);
@@ -136,7 +84,7 @@ TEST(MixedPrecisionTraining, Bf16TracksF32AndIsDeterministic) {
 // precision, and the task rebuilt from it (strata generate, eval) computes in bf16.
 TEST(MixedPrecisionTraining, CheckpointStoresF32AndThePrecision) {
   std::ostringstream log;
-  TrainOptions o = tiny().options("ckpt", models::Precision::bf16());
+  TrainOptions o = tiny_options("ckpt", models::Precision::bf16());
   o.budget = 10;
   o.save_every = 10;
   const TrainResult r = train(o, log);
@@ -161,7 +109,7 @@ TEST(MixedPrecisionTraining, CheckpointStoresF32AndThePrecision) {
   EXPECT_FALSE(loaded.task->generate(*loaded.tokenizer, "the ", so).empty());
 
   // An f32 checkpoint (and one written before the option existed) reads back as f32.
-  TrainOptions of = tiny().options("ckpt_f32", models::Precision::f32());
+  TrainOptions of = tiny_options("ckpt_f32", models::Precision::f32());
   of.budget = 6;
   of.save_every = 2;
   train(of, log);
@@ -173,7 +121,7 @@ TEST(MixedPrecisionTraining, CheckpointStoresF32AndThePrecision) {
 // and resumed equals the straight bf16 run bit for bit, as f32 runs do (trainer_test.cpp).
 TEST(MixedPrecisionTraining, ResumedBf16RunEqualsStraightRunBitForBit) {
   auto opts = [](const std::string& run) {
-    TrainOptions o = tiny().options(run, models::Precision::bf16());
+    TrainOptions o = tiny_options(run, models::Precision::bf16());
     o.grad_accum = 2;
     o.clip = 0.5;
     return o;
@@ -191,9 +139,9 @@ TEST(MixedPrecisionTraining, ResumedBf16RunEqualsStraightRunBitForBit) {
   for (size_t i = 0; i < b.losses.size(); ++i)
     EXPECT_EQ(b.losses[i], straight.losses[17 + i]) << "step " << 18 + i;
   EXPECT_EQ(b.valid_loss, straight.valid_loss);
-  const CheckpointState x = load_checkpoint(fs::path(tiny().root) / "straight" / "step_000000040");
+  const CheckpointState x = load_checkpoint(tiny_corpus().root() / "straight" / "step_000000040");
   const CheckpointState y =
-      load_checkpoint(fs::path(tiny().root) / "interrupted" / "step_000000040");
+      load_checkpoint(tiny_corpus().root() / "interrupted" / "step_000000040");
   ASSERT_EQ(x.model.size(), y.model.size());
   for (const auto& [name, t] : x.model) {
     const Tensor& u = y.model.at(name);
@@ -216,7 +164,7 @@ TEST(MixedPrecisionTraining, ResumedBf16RunEqualsStraightRunBitForBit) {
 // both gaps; checks the chosen recipe stays within 0.05 nats of f32.
 TEST(MixedPrecisionTraining, ResidualStreamMeasurement) {
   auto opts = [](const std::string& run, const models::Precision& p) {
-    TrainOptions o = tiny().options(run, p);
+    TrainOptions o = tiny_options(run, p);
     o.model.decoder.dropout = 0;
     o.budget = 50;
     o.save_every = 0;
@@ -261,13 +209,13 @@ std::pair<int, std::string> run_strata(const std::string& args) {
 
 // A bad value fails before any work, naming the key and the valid choices.
 TEST(MixedPrecisionTraining, BadPrecisionIsAnErrorNamingTheChoices) {
-  const fs::path dir = tiny().root / "bad_precision";
+  const fs::path dir = tiny_corpus().root() / "bad_precision";
   for (const char* bad : {"fp16", "bfloat16", "half"}) {
     auto [rc, out] =
         run_strata(std::string("train --model.precision ") + bad + " --run.dir " + dir.string() +
-                   " --data.tokenizer " + (tiny().root / "bytes.tok").string() +
-                   " --data.train " + (tiny().root / "train").string() + " --data.valid " +
-                   (tiny().root / "valid").string() + " --data.prepare never");
+                   " --data.tokenizer " + (tiny_corpus().root() / "bytes.tok").string() +
+                   " --data.train " + (tiny_corpus().root() / "train").string() + " --data.valid " +
+                   (tiny_corpus().root() / "valid").string() + " --data.prepare never");
     EXPECT_NE(rc, 0) << out;
     EXPECT_NE(out.find("model.precision"), std::string::npos) << out;
     EXPECT_NE(out.find("unknown precision '" + std::string(bad) + "'"), std::string::npos) << out;

@@ -35,12 +35,12 @@ struct TaskData {
     fs::remove_all(root);
     fs::create_directories(root / "text/train");
     fs::create_directories(root / "text/valid");
-    const char* who[] = {"the cat", "a dog", "the old bird", "my small fish", "the farmer",
-                         "a child", "the teacher", "our neighbour"};
-    const char* did[] = {" sat on ", " ran to ", " looked at ", " slept by ", " walked past ",
-                         " painted "};
-    const char* what[] = {"the mat", "the door", "a tall tree", "the river", "the red house",
-                          "a quiet garden", "the bridge"};
+    const char* who[] = {"the cat",    "a dog",   "the old bird", "my small fish",
+                         "the farmer", "a child", "the teacher",  "our neighbour"};
+    const char* did[] = {" sat on ",   " ran to ",      " looked at ",
+                         " slept by ", " walked past ", " painted "};
+    const char* what[] = {"the mat",       "the door",       "a tall tree", "the river",
+                          "the red house", "a quiet garden", "the bridge"};
     for (int d = 0; d < 14; ++d) {
       std::ofstream out(root / (d < 12 ? "text/train/" : "text/valid/") /
                         ("doc" + std::to_string(d) + ".txt"));
@@ -169,8 +169,7 @@ TEST_P(TaskTraining, ResumedRunEqualsStraightRunBitForBit) {
   first.stop_after = 13;
   const TrainResult a = train(first, log);
   ASSERT_EQ(a.step, 13);
-  const TrainResult b =
-      train(data_set().options(GetParam(), GetParam() + "-interrupted"), log);
+  const TrainResult b = train(data_set().options(GetParam(), GetParam() + "-interrupted"), log);
   ASSERT_EQ(b.resumed_from, 13) << log.str();
   ASSERT_EQ(b.step, 40);
   for (size_t i = 0; i < b.losses.size(); ++i)
@@ -400,9 +399,12 @@ TEST(Classification, WordOrderNegativesArePermutationsOfTheSentence) {
 TEST(Classification, SourceTaskLabelsSentencesByTheirDocumentsSourceInBalancedRounds) {
   const fs::path dir = data_set().root / "sources";
   fs::create_directories(dir);
-  std::ofstream(dir / "alpha__one.txt") << "The cat sat on the mat today. The dog ran to the door.\n";
-  std::ofstream(dir / "alpha__two.txt") << "A bird looked at the river. The fish slept by the tree.\n";
-  std::ofstream(dir / "beta__one.txt") << "Kernel modules load at boot time. Drivers register their devices early.\n";
+  std::ofstream(dir / "alpha__one.txt")
+      << "The cat sat on the mat today. The dog ran to the door.\n";
+  std::ofstream(dir / "alpha__two.txt")
+      << "A bird looked at the river. The fish slept by the tree.\n";
+  std::ofstream(dir / "beta__one.txt")
+      << "Kernel modules load at boot time. Drivers register their devices early.\n";
   const auto names = data::source_names({dir.string()});
   ASSERT_EQ(names, (std::vector<std::string>{"alpha", "beta"}));
   const auto ex = data::source_examples({dir.string()}, names, 10);

@@ -10,6 +10,7 @@
 #include "core/ops.h"
 #include "data/prepare.h"
 #include "data/tokenizer.h"
+#include "tests/train/tiny_corpus.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
@@ -18,72 +19,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A small corpus with real structure (repeated sentences with variations), byte-tokenised.
-struct TinyData {
-  fs::path root;
-  TinyData() {
-    root = fs::temp_directory_path() / ("strata_trainer_test_" + std::to_string(::getpid()));
-    fs::remove_all(root);
-    fs::create_directories(root / "text/train");
-    fs::create_directories(root / "text/valid");
-    const char* words[] = {"the cat", "a dog", "the bird", "my fish"};
-    const char* verbs[] = {" sat on ", " ran to ", " looked at ", " slept by "};
-    const char* places[] = {"the mat.", "the door.", "a tree.", "the river."};
-    for (int d = 0; d < 12; ++d) {
-      std::ofstream out(root / (d < 10 ? "text/train/" : "text/valid/") /
-                        ("doc" + std::to_string(d) + ".txt"));
-      for (int i = 0; i < 60; ++i)
-        out << words[(i + d) % 4] << verbs[(i * 3 + d) % 4] << places[(i * 7 + d) % 4] << "\n";
-    }
-    {
-      std::ofstream tok(root / "bytes.tok", std::ios::binary);
-      tok << data::byte_tokenizer_file();
-    }
-    const auto tok = data::load_tokenizer((root / "bytes.tok").string());
-    for (auto [in, out] : {std::pair{"text/train", "train"}, std::pair{"text/valid", "valid"}}) {
-      data::PrepareOptions p;
-      p.inputs = {(root / in).string()};
-      p.out = (root / out).string();
-      p.progress = false;
-      data::prepare(p, *tok);
-    }
-  }
-  ~TinyData() { fs::remove_all(root); }
-
-  TrainOptions options(const std::string& run) const {
-    TrainOptions o;
-    o.run_dir = (root / run).string();
-    o.tokenizer = (root / "bytes.tok").string();
-    o.train_data = (root / "train").string();
-    o.valid_data = (root / "valid").string();
-    o.objective.seq_len = 32;
-    o.micro_batch = 4;
-    o.model.decoder.d_model = 32;
-    o.model.decoder.n_layers = 2;
-    o.model.decoder.n_heads = 4;
-    o.model.decoder.n_kv_heads = 2;
-    o.model.decoder.d_ff = 64;
-    o.model.decoder.dropout = 0.1;  // exercises the dropout keys across a resume
-    o.lr = 3e-3;
-    o.warmup_steps = 4;
-    o.budget = 40;
-    o.log_every = 10;
-    o.eval_every = 20;
-    o.eval_batches = 2;
-    o.save_every = 20;
-    o.peak_gflops = 1;
-    o.sample_tokens = 8;
-    return o;
-  }
-};
-
-const TinyData& tiny() {
-  static TinyData d;
-  return d;
+const fixtures::TinyCorpus& tiny() {
+  static const fixtures::TinyCorpus corpus("trainer_test");
+  return corpus;
 }
 
 TEST(Trainer, LossFallsOnATinyCorpus) {
-  TrainOptions o = tiny().options("falls");
+  TrainOptions o = tiny().decoder_options("falls");
   std::ostringstream log;
   const TrainResult r = train(o, log);
   ASSERT_EQ(r.step, 40) << log.str();
@@ -120,25 +62,25 @@ void expect_bitwise_equal(const CheckpointState& a, const CheckpointState& b) {
 
 TEST(Trainer, ResumedRunEqualsStraightRunBitForBit) {
   std::ostringstream log;
-  const TrainResult straight = train(tiny().options("straight"), log);
+  const TrainResult straight = train(tiny().decoder_options("straight"), log);
 
-  TrainOptions first = tiny().options("interrupted");
+  TrainOptions first = tiny().decoder_options("interrupted");
   first.stop_after = 17;  // not a save boundary: the stop itself saves
   const TrainResult a = train(first, log);
   ASSERT_EQ(a.step, 17);
-  const TrainResult b = train(tiny().options("interrupted"), log);  // resume auto
+  const TrainResult b = train(tiny().decoder_options("interrupted"), log);  // resume auto
   ASSERT_EQ(b.resumed_from, 17) << log.str();
   ASSERT_EQ(b.step, 40);
   for (size_t i = 0; i < a.losses.size(); ++i) EXPECT_EQ(a.losses[i], straight.losses[i]) << i;
   for (size_t i = 0; i < b.losses.size(); ++i)
     EXPECT_EQ(b.losses[i], straight.losses[17 + i]) << "step " << 18 + i;
   EXPECT_EQ(b.valid_loss, straight.valid_loss);
-  expect_bitwise_equal(load_checkpoint(fs::path(tiny().root) / "straight" / "step_000000040"),
-                       load_checkpoint(fs::path(tiny().root) / "interrupted" / "step_000000040"));
+  expect_bitwise_equal(load_checkpoint(tiny().root() / "straight" / "step_000000040"),
+                       load_checkpoint(tiny().root() / "interrupted" / "step_000000040"));
 }
 
 TEST(Trainer, DivergenceStopsWithTheLastCheckpointIntact) {
-  TrainOptions o = tiny().options("diverge");
+  TrainOptions o = tiny().decoder_options("diverge");
   o.lr = 1e30;  // the first update sends the weights to inf
   o.warmup_steps = 0;
   o.save_every = 1;
@@ -161,7 +103,7 @@ TEST(Trainer, DivergenceStopsWithTheLastCheckpointIntact) {
 }
 
 TEST(Trainer, TokenizerMismatchOnResumeIsAnError) {
-  TrainOptions o = tiny().options("mismatch");
+  TrainOptions o = tiny().decoder_options("mismatch");
   o.budget = 2;
   o.warmup_steps = 0;
   o.save_every = 1;
