@@ -8,7 +8,7 @@
 # Environment: MODELS (default "bert-small t5-small"), THREADS ("1 2"), ROUNDS (1: every
 # configuration runs ROUNDS times, interleaved, and the table takes the median step time),
 # COMPILE (1; 0 skips torch.compile, which takes minutes to compile T5), OUT (the JSON lines file,
-# default a temporary one). For scale: MODELS="bert-c5 t5-base" THREADS=2 COMPILE=0 ... --batch 8
+# default a temporary one; emptied first, so the table never mixes in an earlier run). For scale: MODELS="bert-c5 t5-base" THREADS=2 COMPILE=0 ... --batch 8
 set -euo pipefail
 # Every process, Strata and PyTorch alike, waits passively between parallel regions (see
 # prefer_passive_omp_wait in core/runtime.h); export another policy to compare.
@@ -21,6 +21,7 @@ threads_list="${THREADS:-1 2}"
 rounds="${ROUNDS:-1}"
 compile="${COMPILE:-1}"
 out="${OUT:-$(mktemp /tmp/strata_model_bench.XXXXXX.jsonl)}"
+: >"$out"
 torch_py=/opt/torch-venv/bin/python
 failed() { echo "{\"bench\": \"model_train\", \"model\": \"$1\", \"impl\": \"$2\", \"threads\": $3, \"error\": \"failed\"}"; }
 
