@@ -16,14 +16,17 @@ double clip_parallel_grad_norm(const models::Module& model,
       if (t.is_same(p)) return true;
     return false;
   };
-  double split = 0, replicated = 0;
-  std::vector<Tensor> params;
+  // One norm per group (one read-back each on a GPU, not one per parameter), each summed in f64
+  // in a fixed order.
+  std::vector<Tensor> params, split_params, replicated_params;
   for (const auto& [name, p] : model.named_parameters()) {
     params.push_back(p);
     if (is_replica(p)) continue;
-    const double n = optim::grad_norm({p});
-    (model.sharding(name).is_replicated() ? replicated : split) += n * n;
+    (model.sharding(name).is_replicated() ? replicated_params : split_params).push_back(p);
   }
+  const double split_norm = optim::grad_norm(split_params);
+  const double replicated_norm = optim::grad_norm(replicated_params);
+  const double split = split_norm * split_norm, replicated = replicated_norm * replicated_norm;
   Tensor s = from_vector<double>({split}, {1});
   topology.tp().all_reduce(s, parallel::ReduceOp::Sum, "tp.grad_norm");
   Tensor total = from_vector<double>({s.item<double>() + replicated}, {1});
