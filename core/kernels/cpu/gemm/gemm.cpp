@@ -190,11 +190,19 @@ void batched(const char* op, Gemm gemm, Kernel kernel, Trans ta, Trans tb, int64
   // own pool would oversubscribe the cores under an OpenMP team.
   const bool across =
       threads > 1 && kk != Kernel::OpenBlas && (batch % threads == 0 || batch >= 4 * threads);
-#pragma omp parallel for schedule(static) num_threads(threads) if (across)
-  for (int64_t i = 0; i < batch; ++i) {
+  const auto entry = [&](int64_t i) {
     gemm(kk, ta, tb, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta,
          c + i * stride_c, ldc);
+  };
+  if (!across) {
+    // Not `omp parallel if (false)`: inside that inactive region each entry's own parallel
+    // region is a nested one, and libgomp starts and joins fresh threads for every nested team
+    // instead of reusing its pool (one thread created and destroyed per GEMM call).
+    for (int64_t i = 0; i < batch; ++i) entry(i);
+    return;
   }
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t i = 0; i < batch; ++i) entry(i);
 }
 
 }  // namespace
