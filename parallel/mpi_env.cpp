@@ -3,10 +3,22 @@
 #include <mpi.h>
 
 #include <cstdlib>
+#include <mutex>
 
 #include "core/error.h"
 
 namespace strata::parallel {
+
+namespace {
+// MPI's lifetime is process-wide, so the lock that orders finalisation after the background
+// threads' MPI calls is too.
+std::shared_mutex& finalize_mutex() {
+  static std::shared_mutex m;
+  return m;
+}
+}  // namespace
+
+MpiEnv::Use::Use() : lock_(finalize_mutex()), ok_(active()) {}
 
 MpiEnv::MpiEnv(int& argc, char**& argv) {
   if (active()) {
@@ -30,6 +42,7 @@ MpiEnv::MpiEnv(int& argc, char**& argv) {
 }
 
 MpiEnv::~MpiEnv() {
+  std::unique_lock lock(finalize_mutex());
   if (owns_ && active()) MPI_Finalize();
 }
 

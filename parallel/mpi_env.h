@@ -2,6 +2,8 @@
 // The MPI environment of one process, as an RAII object: construct it first thing in main (the
 // `strata` command, each MPI test binary), destroy it last. It asks for MPI_THREAD_MULTIPLE
 // because the communicators' timeout watchdog calls MPI from its own thread.
+#include <shared_mutex>
+
 namespace strata::parallel {
 
 class MpiEnv {
@@ -18,6 +20,20 @@ class MpiEnv {
 
   // MPI_Init has run and MPI_Finalize has not.
   static bool active();
+
+  // Held by a background thread around its MPI calls. MPI_Finalize (in ~MpiEnv) waits until no
+  // Use is held, and a Use taken once finalisation has begun is false: a communicator that
+  // outlives MpiEnv (a function-local static, say) must not have its watchdog thread call
+  // MPI_Test while or after MPI finalises, which crashed processes at exit.
+  class Use {
+   public:
+    Use();
+    explicit operator bool() const { return ok_; }
+
+   private:
+    std::shared_lock<std::shared_mutex> lock_;
+    bool ok_ = false;
+  };
   // The process was started by a launcher (mpirun, srun) that expects it to join a job; without
   // one, a program may skip MPI entirely and use Topology::single().
   static bool launched_by_mpi();

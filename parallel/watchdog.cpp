@@ -161,21 +161,25 @@ void Watchdog::run() {
   std::unique_lock lk(stop_mutex_);
   while (!stop_) {
     lk.unlock();
-    serve_queries();
-    const auto now = std::chrono::steady_clock::now();
-    GroupProgress* late = nullptr;
-    GroupProgress::Blocked b;
     {
-      std::lock_guard glk(groups_mutex_);
-      for (auto& g : groups_) {
-        b = g.blocked();
-        if (b.active && now - g.seen_since(b) > g.timeout()) {
-          late = &g;
-          break;
+      const MpiEnv::Use mpi;
+      if (!mpi) return;  // MPI is finalised (the watchdog outlived MpiEnv): nothing left to watch
+      serve_queries();
+      const auto now = std::chrono::steady_clock::now();
+      GroupProgress* late = nullptr;
+      GroupProgress::Blocked b;
+      {
+        std::lock_guard glk(groups_mutex_);
+        for (auto& g : groups_) {
+          b = g.blocked();
+          if (b.active && now - g.seen_since(b) > g.timeout()) {
+            late = &g;
+            break;
+          }
         }
       }
+      if (late) time_out(*late, b);
     }
-    if (late) time_out(*late, b);
     lk.lock();
     stop_cv_.wait_for(lk, std::chrono::milliseconds(poll_ms_.load()), [this] { return stop_; });
   }
