@@ -28,6 +28,7 @@
 #include "data/prepare.h"
 #include "data/tokenizer.h"
 #include "parallel/topology.h"
+#include "tests/train/task_corpus.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
@@ -77,50 +78,15 @@ struct Corpus {
   }
 
   static void build(const fs::path& root) {
-    fs::remove_all(root);
-    fs::create_directories(root / "text/train");
-    fs::create_directories(root / "text/valid");
-    const char* who[] = {"the cat",    "a dog",   "the old bird", "my small fish",
-                         "the farmer", "a child", "the teacher",  "our neighbour"};
-    const char* did[] = {" sat on ",   " ran to ",      " looked at ",
-                         " slept by ", " walked past ", " painted "};
-    const char* what[] = {"the mat",       "the door",       "a tall tree", "the river",
-                          "the red house", "a quiet garden", "the bridge"};
-    for (int d = 0; d < 14; ++d) {
-      std::ofstream out(root / (d < 12 ? "text/train/" : "text/valid/") /
-                        ("doc" + std::to_string(d) + ".txt"));
-      for (int i = 0; i < 80; ++i) {
-        std::string first = who[(i + d) % 8];
-        first[0] = char(std::toupper(first[0]));
-        out << first << did[(i * 3 + d) % 6] << what[(i * 5 + d) % 7] << ". Then "
-            << who[(i * 7 + d + 3) % 8] << did[(i + 2 * d) % 6] << what[(i + d) % 7] << ".\n\n";
-      }
-    }
+    fixtures::write_task_text(root);
     {
       std::ofstream tok(root / "bytes.tok", std::ios::binary);
       tok << data::byte_tokenizer_file();
     }
-    for (const std::string style : {"bert", "t5"}) {
-      data::TokenizerTrainOptions t;
-      t.inputs = {(root / "text/train").string()};
-      t.kind = "unigram";
-      t.style = style;
-      t.vocab = style == "bert" ? 48 : 84;  // both divide by tp 2 and 4
-      t.sentinels = 40;
-      t.threads = 1;
-      t.out = (root / (style + ".tok")).string();
-      data::train_tokenizer(t);
-    }
-    for (const std::string tok : {"bytes", "bert", "t5"}) {
-      const auto tokenizer = data::load_tokenizer((root / (tok + ".tok")).string());
-      for (auto [in, out] : {std::pair{"text/train", "train"}, std::pair{"text/valid", "valid"}}) {
-        data::PrepareOptions p;
-        p.inputs = {(root / in).string()};
-        p.out = (root / (tok + "-" + out)).string();
-        p.progress = false;
-        data::prepare(p, *tokenizer);
-      }
-    }
+    fixtures::prepare_task_shards(root, *data::load_tokenizer((root / "bytes.tok").string()),
+                                  "bytes");
+    for (const std::string style : {"bert", "t5"})
+      fixtures::prepare_task_shards(root, *fixtures::train_task_tokenizer(root, style), style);
   }
 
   // `steps` steps of 2 micro-batches of 4 sequences, evaluation and a checkpoint at the end.

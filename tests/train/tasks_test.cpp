@@ -17,6 +17,7 @@
 #include "data/tokenizer.h"
 #include "models/bert.h"
 #include "models/t5.h"
+#include "tests/train/task_corpus.h"
 #include "train/checkpoint.h"
 #include "train/finetune.h"
 #include "train/trainer.h"
@@ -32,45 +33,9 @@ struct TaskData {
   fs::path root;
   TaskData() {
     root = fs::temp_directory_path() / ("strata_tasks_test_" + std::to_string(::getpid()));
-    fs::remove_all(root);
-    fs::create_directories(root / "text/train");
-    fs::create_directories(root / "text/valid");
-    const char* who[] = {"the cat",    "a dog",   "the old bird", "my small fish",
-                         "the farmer", "a child", "the teacher",  "our neighbour"};
-    const char* did[] = {" sat on ",   " ran to ",      " looked at ",
-                         " slept by ", " walked past ", " painted "};
-    const char* what[] = {"the mat",       "the door",       "a tall tree", "the river",
-                          "the red house", "a quiet garden", "the bridge"};
-    for (int d = 0; d < 14; ++d) {
-      std::ofstream out(root / (d < 12 ? "text/train/" : "text/valid/") /
-                        ("doc" + std::to_string(d) + ".txt"));
-      // One paragraph per line: "X did Y. Then Z did W."
-      for (int i = 0; i < 80; ++i) {
-        std::string first = who[(i + d) % 8];
-        first[0] = char(std::toupper(first[0]));
-        out << first << did[(i * 3 + d) % 6] << what[(i * 5 + d) % 7] << ". "
-            << "Then " << who[(i * 7 + d + 3) % 8] << did[(i + 2 * d) % 6] << what[(i + d) % 7]
-            << ".\n\n";
-      }
-    }
-    for (const std::string style : {"bert", "t5"}) {
-      data::TokenizerTrainOptions t;
-      t.inputs = {(root / "text/train").string()};
-      t.kind = "unigram";
-      t.style = style;
-      t.vocab = style == "bert" ? 48 : 84;
-      t.sentinels = 40;
-      t.threads = 1;
-      t.out = (root / (style + ".tok")).string();
-      const auto tok = data::train_tokenizer(t);
-      for (auto [in, out] : {std::pair{"text/train", "train"}, std::pair{"text/valid", "valid"}}) {
-        data::PrepareOptions p;
-        p.inputs = {(root / in).string()};
-        p.out = (root / (style + "-" + out)).string();
-        p.progress = false;
-        data::prepare(p, *tok);
-      }
-    }
+    fixtures::write_task_text(root);
+    for (const std::string style : {"bert", "t5"})
+      fixtures::prepare_task_shards(root, *fixtures::train_task_tokenizer(root, style), style);
   }
   ~TaskData() { fs::remove_all(root); }
 
