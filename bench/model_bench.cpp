@@ -93,7 +93,7 @@ int run(const Options& o) {
   StepFns fns;
   int64_t tokens_per_step = 0, enc_len = 0, dec_len = 0, masked = 0;
   double flops_per_step = 0;
-  int64_t gemm_m = 0, gemm_k = 0, gemm_n = 0;  // the shape measure_gemm_gflops times
+  int64_t gemm_k = 0, gemm_n = 0;  // [batch x enc_len, k] x [k, n]: what measure_gemm_gflops times
   if (bert) {
     const models::BertConfig cfg = models::bert_preset(o.model);
     auto m = std::make_shared<models::BertMLM>(cfg, 1);
@@ -150,8 +150,8 @@ int run(const Options& o) {
   const double peak =
       on_gpu ? optim::nominal_peak_tflops(device, precision.compute_dtype(model->dtype())) * 1e3
              : measure_fma_peak_gflops(false);
-  gemm_m = o.batch * enc_len;
-  const double gemm_rate = on_gpu ? 0.0 : bench::measure_gemm_gflops(gemm_m, gemm_k, gemm_n);
+  const double gemm_rate =
+      on_gpu ? 0.0 : bench::measure_gemm_gflops(o.batch * enc_len, gemm_k, gemm_n);
 
   using clock = std::chrono::steady_clock;
   auto seconds = [](clock::time_point a, clock::time_point b) {
