@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "core/ops.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/mpi_env.h"
@@ -65,10 +66,12 @@ Timing better(Timing a, Timing b) {
 
 int main(int argc, char** argv) {
   bool quick = false, single = false;
-  for (int i = 1; i < argc; ++i) {
-    quick |= std::strcmp(argv[i], "--quick") == 0;
-    single |= std::strcmp(argv[i], "--raw-thread-single") == 0;
-  }
+  bench::BenchFlags flags("strata_bench_allreduce",
+                          "All-reduce through MpiCommunicator against raw MPI; JSON lines.");
+  flags.add_switch("quick", &quick, "fewer sizes and repetitions");
+  flags.add_switch("raw-thread-single", &single,
+                   "initialise MPI with MPI_THREAD_SINGLE for the raw reference");
+  flags.parse(argc, argv);
   std::vector<int64_t> sizes{8};
   for (int64_t b = 4 << 10; b <= (64 << 20); b *= 4) sizes.push_back(b);
 

@@ -16,6 +16,7 @@
 #include <random>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "core/kernels/cpu/attention_kernels.h"
 
 extern "C" void openblas_set_num_threads(int);
@@ -120,10 +121,16 @@ struct Naive {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int reps = argc > 1 ? std::atoi(argv[1]) : 7;
+  int reps = 7;
   Shape s{4, 12, 512, 64};
-  if (argc > 5)
-    s = {std::atoi(argv[2]), std::atoi(argv[3]), std::atoi(argv[4]), std::atoi(argv[5])};
+  strata::bench::BenchFlags flags("strata_bench_attention",
+                                  "Fused attention forward + backward against sgemm + softmax.");
+  flags.add("reps", &reps, "timed repetitions", 1, 100000);
+  flags.add("batch", &s.B, "batch", 1, 1 << 16);
+  flags.add("heads", &s.H, "heads", 1, 1 << 16);
+  flags.add("len", &s.L, "sequence length", 1, 1 << 20);
+  flags.add("dim", &s.D, "head dimension", 1, 1 << 12);
+  flags.parse(argc, argv);
   std::mt19937 gen(42);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   auto rnd = [&] {

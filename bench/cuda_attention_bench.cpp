@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "core/backend.h"
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/cuda_context.h"
@@ -59,8 +60,8 @@ double median_ms(int reps, const std::function<void()>& f) {
   return t[t.size() / 2];
 }
 
-void bench(int reps, int64_t B, int64_t H, int64_t L, int64_t D, bool causal, bool bias,
-           DType dtype) {
+void run_case(int reps, int64_t B, int64_t H, int64_t L, int64_t D, bool causal, bool bias,
+              DType dtype) {
   const Device gpu = Device::cuda(0);
   const Tensor q = to_gpu(randn({B, H, L, D}, {7, 1}).to(dtype));
   const Tensor k = to_gpu(randn({B, H, L, D}, {7, 2}).to(dtype));
@@ -99,22 +100,24 @@ void bench(int reps, int64_t B, int64_t H, int64_t L, int64_t D, bool causal, bo
 }  // namespace
 
 int main(int argc, char** argv) {
+  int reps = 20;
+  int64_t B = 8, H = 12, L = 1024, D = 64;  // GPT-2 small
+  strata::bench::BenchFlags flags("strata_bench_cuda_attention",
+                                  "Attention forward + backward TFLOP/s on the GPU, bf16.");
+  flags.add("reps", &reps, "timed repetitions", 1, 100000);
+  flags.add("batch", &B, "batch", 1, 1 << 16);
+  flags.add("heads", &H, "heads", 1, 1 << 16);
+  flags.add("len", &L, "sequence length", 1, 1 << 20);
+  flags.add("dim", &D, "head dimension", 1, 1 << 12);
+  flags.parse(argc, argv);
   if (strata::cuda::device_count() == 0) {
     std::printf("{\"bench\": \"cuda_attention\", \"skipped\": \"no CUDA device\"}\n");
     return 0;
   }
-  const int reps = argc > 1 ? std::atoi(argv[1]) : 20;
-  int64_t B = 8, H = 12, L = 1024, D = 64;  // GPT-2 small
-  if (argc > 5) {
-    B = std::atoll(argv[2]);
-    H = std::atoll(argv[3]);
-    L = std::atoll(argv[4]);
-    D = std::atoll(argv[5]);
-  }
   try {
-    bench(reps, B, H, L, D, /*causal=*/true, /*bias=*/false, strata::DType::bf16);
-    bench(reps, B, H, L, D, /*causal=*/false, /*bias=*/true, strata::DType::bf16);
-    bench(reps, B, H, L, D, /*causal=*/true, /*bias=*/false, strata::DType::f32);
+    run_case(reps, B, H, L, D, /*causal=*/true, /*bias=*/false, strata::DType::bf16);
+    run_case(reps, B, H, L, D, /*causal=*/false, /*bias=*/true, strata::DType::bf16);
+    run_case(reps, B, H, L, D, /*causal=*/true, /*bias=*/false, strata::DType::f32);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cuda_attention_bench: %s\n", e.what());
     return 1;

@@ -12,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "core/backend.h"
 #include "core/bf16.h"
 #include "core/cuda/cuda_check.h"
@@ -119,11 +120,15 @@ class DirectLt {
 }  // namespace
 
 int main(int argc, char** argv) {
+  int iters = 50;
+  bench::BenchFlags flags("strata_bench_cuda_gemm",
+                          "bf16 GEMM through our op against cuBLASLt called directly.");
+  flags.add("iters", &iters, "timed iterations per shape", 1, 1000000);
+  flags.parse(argc, argv);
   if (cuda::device_count() == 0) {
     std::printf("{\"bench\": \"cuda_gemm_bf16\", \"skipped\": \"no CUDA device\"}\n");
     return 0;
   }
-  const int iters = argc > 1 ? std::atoi(argv[1]) : 50;
   const Shape3 shapes[] = {
       {8192, 768, 2304}, {8192, 768, 3072}, {8192, 3072, 768}, {8192, 768, 50257}};
   cuda::DeviceGuard guard(0);

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "data/file_util.h"
 #include "data/hash.h"
 #include "data/loader.h"
@@ -80,17 +81,13 @@ int main(int argc, char** argv) {
   std::string corpus, tokenizer_path;
   double mb = 8;
   int reps = 3;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i];
-    if (a == "--corpus")
-      corpus = argv[i + 1];
-    else if (a == "--tokenizer")
-      tokenizer_path = argv[i + 1];
-    else if (a == "--mb")
-      mb = std::stod(argv[i + 1]);
-    else if (a == "--reps")
-      reps = std::stoi(argv[i + 1]);
-  }
+  strata::bench::BenchFlags flags("strata_bench_data",
+                                  "Prepare throughput and loader batches/s; JSON lines.");
+  flags.add("corpus", &corpus, "text file or folder to prepare (a generated text)");
+  flags.add("tokenizer", &tokenizer_path, "tokenizer model (a byte tokenizer)");
+  flags.add("mb", &mb, "MB of generated text when there is no --corpus", 0.001, 1e6);
+  flags.add("reps", &reps, "timed repetitions", 1, 1000);
+  flags.parse(argc, argv);
   const fs::path work = fs::temp_directory_path() / "strata_bench_data";
   fs::remove_all(work);
   fs::create_directories(work);

@@ -4,7 +4,10 @@
 // peak memory (allocator and process RSS), and the step's FLOPs at the rate of the model's largest
 // GEMM timed in the same run (gemm_gflops, gemm_bound_ms; bench/gemm_rate.h).
 //   strata_bench_decoder [--threads N] [--steps S] [--d_model D] [--layers L] [--seq T] [--batch B]
-//                        [--gemm auto|avx2|openblas|dnnl]
+//                        [--gemm auto|avx2|openblas|dnnl] [--precision f32|bf16]
+// The peak is the f32 FMA peak with the widest vectors the CPU has (core/fma_peak.h); both the zmm
+// and ymm figures are printed, and on AVX512-BF16 CPUs the bf16 dot-product peak too, against
+// which a bf16 run's mfu_bf16 is given. gemm_gflops times the GEMM in the run's precision.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -12,11 +15,13 @@
 #include <cstdio>
 #include <string>
 
+#include "bench/bench_flags.h"
 #include "bench/gemm_rate.h"
 #include "core/fma_peak.h"
 #include "core/ops.h"
 #include "core/random/philox.h"
 #include "models/decoder_lm.h"
+#include "models/precision.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
 
@@ -32,36 +37,34 @@ int main(int argc, char** argv) {
   cfg.n_heads = 4;
   cfg.d_ff = 1024;
   int64_t seq = 128, batch = 16;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i];
-    if (a == "--gemm") {
-      Runtime::get().set_gemm_kernel(gemm::parse_kernel(argv[i + 1]));
-      continue;
-    }
-    const long v = std::stol(argv[i + 1]);
-    if (a == "--threads")
-      threads = int(v);
-    else if (a == "--steps")
-      steps = int(v);
-    else if (a == "--d_model")
-      cfg.d_model = v;
-    else if (a == "--layers")
-      cfg.n_layers = v;
-    else if (a == "--seq")
-      seq = v;
-    else if (a == "--batch")
-      batch = v;
-    else {
-      std::fprintf(stderr, "unknown flag %s\n", a.c_str());
-      return 2;
-    }
+  std::string precision_name = "f32";
+  bench::BenchFlags flags("strata_bench_decoder",
+                          "Decoder LM training throughput on random tokens; one JSON line.");
+  flags.add("threads", &threads, "OpenMP threads", 1, 1024);
+  flags.add("steps", &steps, "timed steps, after two warm-up steps", 1, 100000);
+  flags.add("d_model", &cfg.d_model, "model width (a multiple of the 4 heads)", 4, 65536);
+  flags.add("layers", &cfg.n_layers, "decoder layers", 1, 1024);
+  flags.add("seq", &seq, "tokens per row", 1, 1 << 20);
+  flags.add("batch", &batch, "rows per step", 1, 1 << 20);
+  flags.add("precision", &precision_name, "compute precision", models::Precision::names());
+  bench::add_gemm_flag(flags);
+  flags.parse(argc, argv);
+  if (cfg.d_model % cfg.n_heads != 0) {
+    std::fprintf(stderr, "strata_bench_decoder: --d_model %lld is not a multiple of %lld heads\n",
+                 (long long)cfg.d_model, (long long)cfg.n_heads);
+    return 2;
   }
+  const models::Precision precision = models::Precision::parse(precision_name, "--precision");
   cfg.max_seq = seq;
   Runtime::get().set_num_threads(threads);
-  const double peak = measure_fma_peak_gflops(false);
-  const double gemm_rate = bench::measure_gemm_gflops(batch * seq, cfg.d_model, cfg.d_ff);
+  const FmaPeak fma = measure_fma_peak(false);
+  const double peak = fma.gflops();
+  const double bf16_peak = precision.mixed() ? measure_bf16_dot_peak_gflops() : 0.0;
+  const double gemm_rate =
+      bench::measure_gemm_gflops(batch * seq, cfg.d_model, cfg.d_ff, precision.compute);
 
   models::DecoderLM model(cfg, 1);
+  model.set_precision(precision);
   std::vector<optim::NamedParam> named;
   for (const auto& [n, p] : model.named_parameters()) named.push_back({n, p});
   optim::AdamW opt(optim::make_param_groups(named, optim::Hyper{1e-3, 0.1, 0.9, 0.95, 1e-8}));
@@ -92,16 +95,21 @@ int main(int argc, char** argv) {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   std::printf(
-      "{\"bench\": \"decoder_train\", \"impl\": \"strata\", \"gemm\": \"%s\", \"threads\": %d, "
-      "\"d_model\": %lld, "
+      "{\"bench\": \"decoder_train\", \"impl\": \"strata\", \"precision\": \"%s\", "
+      "\"gemm\": \"%s\", \"kernels\": \"%s\", \"threads\": %d, \"d_model\": %lld, "
       "\"layers\": %lld, \"seq\": %lld, \"batch\": %lld, \"params\": %lld, \"step_ms\": %.1f, "
-      "\"tokens_per_s\": %.0f, \"mflop_per_token\": %.2f, \"peak_gflops\": %.1f, \"mfu\": %.3f, "
+      "\"tokens_per_s\": %.0f, \"mflop_per_token\": %.2f, \"peak_gflops\": %.1f, \"peak_vectors\": "
+      "\"%s\", \"zmm_peak_gflops\": %.1f, \"ymm_peak_gflops\": %.1f, \"mfu\": %.3f, "
+      "\"bf16_dot_peak_gflops\": %.1f, \"mfu_bf16\": %.3f, "
       "\"gemm_gflops\": %.1f, \"gemm_bound_ms\": %.1f, \"allocator_peak_mib\": %.1f, "
       "\"max_rss_mib\": %.1f}\n",
-      std::string(gemm::kernel_name(gemm::resolve(Runtime::get().gemm_kernel()))).c_str(), threads,
-      (long long)cfg.d_model, (long long)cfg.n_layers, (long long)seq, (long long)batch,
-      (long long)model.num_parameters(), step_s * 1e3, tok_s, flops / 1e6, peak,
-      tok_s * flops / (peak * 1e9), gemm_rate,
+      precision.name().c_str(),
+      std::string(gemm::kernel_name(gemm::resolve(Runtime::get().gemm_kernel()))).c_str(),
+      gemm::describe(Runtime::get().gemm_kernel()).c_str(), threads, (long long)cfg.d_model,
+      (long long)cfg.n_layers, (long long)seq, (long long)batch, (long long)model.num_parameters(),
+      step_s * 1e3, tok_s, flops / 1e6, peak, fma.widest(), fma.zmm_gflops, fma.ymm_gflops,
+      tok_s * flops / (peak * 1e9), bf16_peak,
+      bf16_peak > 0 ? tok_s * flops / (bf16_peak * 1e9) : 0.0, gemm_rate,
       double(batch * seq) * flops / (gemm_rate * 1e9) * 1e3,
       double(Runtime::get().memory_stats().peak_bytes) / (1 << 20), double(ru.ru_maxrss) / 1024);
   return 0;

@@ -1,9 +1,12 @@
 // strata_bench_gemm: our GEMM kernels against OpenBLAS and the measured FMA peak, as JSON lines.
 // Every figure is the median of kReps timed runs after kWarmup untimed ones, timed alternately
 // with its reference (OpenBLAS sgemm for f32 rows, the same kernel's f32 sgemm for bf16 rows);
-// the FMA peak, with the row's thread count, is measured just before each row. Rows thus read
-// as ratios even on a machine shared with other jobs. The openblas row compares OpenBLAS with
-// itself (run-to-run noise). Debian's OpenBLAS has no bf16 GEMM: its bf16 row widens to f32.
+// the peak, with the row's thread count, is measured just before each row: the f32 FMA peak with
+// the widest vectors the CPU has for f32 rows, AVX512-BF16's dot-product peak for bf16 rows where
+// the CPU has it (else the f32 peak). A "peak" line per thread count gives the zmm and ymm FMA
+// figures and the bf16 one. Rows thus read as ratios even on a machine shared with other jobs. The
+// openblas row compares OpenBLAS with itself (run-to-run noise). Debian's OpenBLAS has no bf16
+// GEMM: its bf16 row widens to f32.
 #include <cblas.h>
 #include <omp.h>
 
@@ -16,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "core/cpu_features.h"
 #include "core/fma_peak.h"
 #include "core/kernels/cpu/gemm/gemm.h"
@@ -61,7 +65,13 @@ struct Shape {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  std::string only_threads;
+  strata::bench::BenchFlags flags(
+      "strata_bench_gemm",
+      "f32 and bf16 GEMM of every kernel against OpenBLAS and the measured peaks; JSON lines.");
+  flags.add("threads", &only_threads, "run only this thread count", {"1", "2"});
+  flags.parse(argc, argv);
   const Shape shapes[] = {{4096, 768, 768}, {4096, 3072, 768}, {4096, 768, 3072}};
   const Kernel kernels[] = {Kernel::Avx2, Kernel::Dnnl, Kernel::OpenBlas};
   std::printf("{\"bench\":\"gemm_info\",\"cpu_features\":\"%s\",\"auto\":\"%s\"}\n",
@@ -71,8 +81,19 @@ int main() {
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
 
   for (int threads : {1, 2}) {
+    if (!only_threads.empty() && std::to_string(threads) != only_threads) continue;
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
+    {
+      // The references every row below is a fraction of: the f32 FMA peak with zmm and ymm
+      // (the widest is "peak_gflops" below), and AVX512-BF16's dot-product peak.
+      const strata::FmaPeak p = strata::measure_fma_peak(false);
+      std::printf(
+          "{\"bench\":\"peak\",\"threads\":%d,\"zmm_gflops\":%.1f,\"ymm_gflops\":%.1f,"
+          "\"widest\":\"%s\",\"bf16_dot_gflops\":%.1f}\n",
+          threads, p.zmm_gflops, p.ymm_gflops, p.widest(), strata::measure_bf16_dot_peak_gflops());
+      std::fflush(stdout);
+    }
     for (const Shape& s : shapes) {
       std::vector<float> a(size_t(s.m * s.k)), b(size_t(s.k * s.n)), c(size_t(s.m * s.n));
       for (auto& x : a) x = dist(gen);
@@ -111,15 +132,19 @@ int main() {
       // bf16 inputs, f32 accumulate/output, against f32 sgemm with the same kernel.
       for (Kernel kk : kernels) {
         if (!kernel_available(kk)) continue;
-        const double peak = strata::measure_fma_peak_gflops(false);
+        // A bf16 GEMM's ceiling: the bf16 dot-product peak where the CPU has one, else the f32
+        // FMA peak (the inputs are widened to f32).
+        const double dot_peak = strata::measure_bf16_dot_peak_gflops();
+        const double peak = dot_peak > 0 ? dot_peak : strata::measure_fma_peak_gflops(false);
         const auto [t16, t32] = paired_medians(bf16_run(kk), f32_run(kk));
         const double g16 = flop / t16 / 1e9, g32 = flop / t32 / 1e9;
         std::printf(
             "{\"bench\":\"gemm\",\"dtype\":\"bf16\",\"m\":%ld,\"n\":%ld,\"k\":%ld,\"threads\":%d,"
-            "\"kernel\":\"%s\",\"gflops\":%.1f,\"f32_gflops\":%.1f,\"vs_f32\":%.3f,"
-            "\"peak_gflops\":%.1f,\"vs_peak\":%.3f}\n",
-            long(s.m), long(s.n), long(s.k), threads, std::string(kernel_name(kk)).c_str(), g16,
-            g32, g16 / g32, peak, g16 / peak);
+            "\"kernel\":\"%s\",\"code\":\"%s\",\"gflops\":%.1f,\"f32_gflops\":%.1f,"
+            "\"vs_f32\":%.3f,\"peak\":\"%s\",\"peak_gflops\":%.1f,\"vs_peak\":%.3f}\n",
+            long(s.m), long(s.n), long(s.k), threads, std::string(kernel_name(kk)).c_str(),
+            describe(kk).c_str(), g16, g32, g16 / g32, dot_peak > 0 ? "bf16_dot" : "fma_f32", peak,
+            g16 / peak);
         std::fflush(stdout);
       }
     }

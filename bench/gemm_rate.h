@@ -7,22 +7,30 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/kernels/cpu/gemm/gemm.h"
 #include "core/runtime.h"
 
 namespace strata::bench {
 
 // [tokens, d_model] x [d_model, d_ff] with the runtime's GEMM kernel and thread count: the
-// feed-forward input projection over one step's tokens. GFLOP/s, median of 5 after a warm-up.
-inline double measure_gemm_gflops(int64_t tokens, int64_t d_model, int64_t d_ff) {
+// feed-forward input projection over one step's tokens, with f32 inputs, or bf16 inputs (f32
+// accumulation) when the run computes in bf16. GFLOP/s, median of 5 after a warm-up.
+inline double measure_gemm_gflops(int64_t tokens, int64_t d_model, int64_t d_ff,
+                                  DType compute = DType::f32) {
   std::vector<float> a(size_t(tokens * d_model), 0.5f), b(size_t(d_model * d_ff), 0.25f),
       c(size_t(tokens * d_ff));
+  const std::vector<bf16> ah(a.begin(), a.end()), bh(b.begin(), b.end());
   const gemm::Kernel kernel = Runtime::get().gemm_kernel();
   std::vector<double> t;
   for (int r = 0; r < 6; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
-    gemm::sgemm(kernel, gemm::Trans::No, gemm::Trans::No, tokens, d_ff, d_model, 1.0f, a.data(),
-                d_model, b.data(), d_ff, 0.0f, c.data(), d_ff);
+    if (compute == DType::bf16)
+      gemm::bf16gemm(kernel, gemm::Trans::No, gemm::Trans::No, tokens, d_ff, d_model, 1.0f,
+                     ah.data(), d_model, bh.data(), d_ff, 0.0f, c.data(), d_ff);
+    else
+      gemm::sgemm(kernel, gemm::Trans::No, gemm::Trans::No, tokens, d_ff, d_model, 1.0f, a.data(),
+                  d_model, b.data(), d_ff, 0.0f, c.data(), d_ff);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (r > 0) t.push_back(s);
   }

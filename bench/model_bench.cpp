@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "bench/gemm_rate.h"
 #include "core/fma_peak.h"
 #include "core/ops.h"
@@ -146,12 +147,17 @@ int run(const Options& o) {
     flops_per_step = models::T5Model::flops_per_example(cfg, enc_len, dec_len) * double(o.batch);
   }
 
-  // CPU: the FMA peak measured now, at this thread count; GPU: the nominal dense peak.
+  // CPU: the FMA peak measured now, at this thread count, with the widest vectors the CPU has
+  // (and the bf16 dot-product peak for a bf16 run where the CPU has one); GPU: the nominal dense
+  // peak.
+  const FmaPeak fma = on_gpu ? FmaPeak{} : measure_fma_peak(false);
   const double peak =
       on_gpu ? optim::nominal_peak_tflops(device, precision.compute_dtype(model->dtype())) * 1e3
-             : measure_fma_peak_gflops(false);
+             : fma.gflops();
+  const double bf16_peak = !on_gpu && precision.mixed() ? measure_bf16_dot_peak_gflops() : 0.0;
   const double gemm_rate =
-      on_gpu ? 0.0 : bench::measure_gemm_gflops(o.batch * enc_len, gemm_k, gemm_n);
+      on_gpu ? 0.0
+             : bench::measure_gemm_gflops(o.batch * enc_len, gemm_k, gemm_n, precision.compute);
 
   using clock = std::chrono::steady_clock;
   auto seconds = [](clock::time_point a, clock::time_point b) {
@@ -197,19 +203,25 @@ int run(const Options& o) {
   getrusage(RUSAGE_SELF, &ru);
   std::printf(
       "{\"bench\": \"model_train\", \"model\": \"%s\", \"impl\": \"strata\", \"device\": \"%s\", "
-      "\"precision\": \"%s\", \"gemm\": \"%s\", \"threads\": %d, \"batch\": %lld, "
+      "\"precision\": \"%s\", \"gemm\": \"%s\", \"kernels\": \"%s\", \"threads\": %d, "
+      "\"batch\": %lld, "
       "\"enc_len\": %lld, \"dec_len\": %lld, \"masked\": %lld, "
       "\"params\": %lld, \"step_ms\": %.1f, \"forward_ms\": %.1f, \"backward_ms\": %.1f, "
       "\"optimizer_ms\": %.1f, \"cpu_ms\": %.1f, \"tokens_per_s\": %.0f, \"gflop_per_step\": %.2f, "
-      "\"peak_gflops\": %.1f, \"mfu\": %.3f, \"gemm_gflops\": %.1f, \"gemm_bound_ms\": %.1f, "
+      "\"peak_gflops\": %.1f, \"peak_vectors\": \"%s\", \"zmm_peak_gflops\": %.1f, "
+      "\"ymm_peak_gflops\": %.1f, \"mfu\": %.3f, \"bf16_dot_peak_gflops\": %.1f, "
+      "\"mfu_bf16\": %.3f, \"gemm_gflops\": %.1f, \"gemm_bound_ms\": %.1f, "
       "\"allocator_peak_mib\": %.1f, \"max_rss_mib\": "
       "%.1f}\n",
       o.model.c_str(), optim::device_name(device).c_str(), precision.name().c_str(),
       std::string(gemm::kernel_name(gemm::resolve(Runtime::get().gemm_kernel()))).c_str(),
-      o.threads, (long long)o.batch, (long long)enc_len, (long long)dec_len, (long long)masked,
+      on_gpu ? "cuda" : gemm::describe(Runtime::get().gemm_kernel()).c_str(), o.threads,
+      (long long)o.batch, (long long)enc_len, (long long)dec_len, (long long)masked,
       (long long)model->num_parameters(), step_s * 1e3, median(fwd) * 1e3, median(bwd) * 1e3,
       median(upd) * 1e3, median(cpu) * 1e3, tok_s, flops_per_step / 1e9, peak,
-      peak > 0 ? flops_per_step / step_s / (peak * 1e9) : 0.0, gemm_rate,
+      on_gpu ? "gpu" : fma.widest(), fma.zmm_gflops, fma.ymm_gflops,
+      peak > 0 ? flops_per_step / step_s / (peak * 1e9) : 0.0, bf16_peak,
+      bf16_peak > 0 ? flops_per_step / step_s / (bf16_peak * 1e9) : 0.0, gemm_rate,
       gemm_rate > 0 ? flops_per_step / (gemm_rate * 1e9) * 1e3 : 0.0,
       double(Runtime::get().memory_stats(device).peak_bytes) / (1 << 20),
       double(ru.ru_maxrss) / 1024);
@@ -221,37 +233,19 @@ int run(const Options& o) {
 int main(int argc, char** argv) {
   prefer_passive_omp_wait(argv);
   Options o;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i], v = argv[i + 1];
-    if (a == "--model")
-      o.model = v;
-    else if (a == "--gemm")
-      Runtime::get().set_gemm_kernel(gemm::parse_kernel(v));
-    else if (a == "--threads")
-      o.threads = std::stoi(v);
-    else if (a == "--steps")
-      o.steps = std::stoi(v);
-    else if (a == "--warmup")
-      o.warmup = std::stoi(v);
-    else if (a == "--batch")
-      o.batch = std::stol(v);
-    else if (a == "--seq")
-      o.seq = std::stol(v);
-    else if (a == "--input_len")
-      o.input_len = std::stol(v);
-    else if (a == "--device")
-      o.device = v;
-    else if (a == "--precision")
-      o.precision = v;
-    else {
-      std::fprintf(stderr, "unknown flag %s\n", a.c_str());
-      return 2;
-    }
-  }
-  if (o.steps < 1) {
-    std::fprintf(stderr, "--steps must be at least 1\n");
-    return 2;
-  }
+  bench::BenchFlags flags("strata_bench_model",
+                          "BERT / T5 training throughput on random tokens; one JSON line.");
+  flags.add("model", &o.model, "model preset", {"bert-small", "bert-c5", "t5-small", "t5-base"});
+  flags.add("threads", &o.threads, "OpenMP threads", 1, 1024);
+  flags.add("steps", &o.steps, "timed steps", 1, 100000);
+  flags.add("warmup", &o.warmup, "untimed steps first", 0, 100000);
+  flags.add("batch", &o.batch, "rows per step", 1, 1 << 20);
+  flags.add("seq", &o.seq, "BERT tokens per row", 1, 1 << 20);
+  flags.add("input_len", &o.input_len, "T5 encoder tokens per row", 4, 1 << 20);
+  flags.add("device", &o.device, "cpu, cuda or cuda:N");
+  flags.add("precision", &o.precision, "compute precision", models::Precision::names());
+  bench::add_gemm_flag(flags);
+  flags.parse(argc, argv);
   try {
     return run(o);
   } catch (const std::exception& e) {

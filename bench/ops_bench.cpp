@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "core/ops.h"
 #include "core/random/philox.h"
 
@@ -47,20 +48,15 @@ int main(int argc, char** argv) {
   prefer_passive_omp_wait(argv);
   int threads = 1, reps = 10, warmup = 3;
   std::set<std::string> only;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i], v = argv[i + 1];
-    if (a == "--threads")
-      threads = std::stoi(v);
-    else if (a == "--reps")
-      reps = std::stoi(v);
-    else if (a == "--only") {
-      std::stringstream ss(v);
-      for (std::string s; std::getline(ss, s, ',');) only.insert(s);
-    } else {
-      std::fprintf(stderr, "unknown flag %s; use --threads N --reps R --only op,op\n", a.c_str());
-      return 2;
-    }
-  }
+  std::string only_list;
+  bench::BenchFlags flags("strata_bench_ops", "Tensor ops, forward and backward; JSON lines.");
+  flags.add("threads", &threads, "OpenMP threads", 1, 1024);
+  flags.add("reps", &reps, "timed repetitions per op", 1, 1000000);
+  flags.add("only", &only_list, "comma-separated op names to run (all)");
+  flags.parse(argc, argv);
+  std::stringstream ss(only_list);
+  for (std::string s; std::getline(ss, s, ',');)
+    if (!s.empty()) only.insert(s);
   Runtime::get().set_num_threads(threads);
 
   struct Op {

@@ -12,6 +12,7 @@
 #include <functional>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "core/ops.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/mpi_env.h"
@@ -43,9 +44,15 @@ int main(int argc, char** argv) {
   {
     auto world = parallel::MpiCommunicator::world();
     const int rank = world->rank(), size = world->size();
-    const int64_t mib = argc > 1 ? std::atoll(argv[1]) : 32;
-    const fs::path dir = argc > 2 ? fs::path(argv[2])
-                                  : fs::temp_directory_path() / "strata_parallel_checkpoint_bench";
+    int64_t mib = 32;
+    std::string dir_name =
+        (fs::temp_directory_path() / "strata_parallel_checkpoint_bench").string();
+    bench::BenchFlags flags("strata_bench_parallel_checkpoint",
+                            "Sharded checkpoint save / load against the one-process writer.");
+    flags.add("mib", &mib, "MiB of tensors", 1, 1 << 20);
+    flags.add("dir", &dir_name, "where to write the checkpoints");
+    flags.parse(argc, argv);
+    const fs::path dir = dir_name;
     const int64_t rows = 1024 * size, cols = mib * 1024 * 1024 / 4 / rows;
 
     // 4 parameters and an optimizer state each, f32.

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "core/ops.h"
 #include "core/random/philox.h"
 #include "models/pipeline_stage_decoder.h"
@@ -52,26 +53,15 @@ int main(int argc, char** argv) {
   cfg.n_layers = 8;
   cfg.n_heads = 4;
   cfg.d_ff = 512;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i];
-    const long v = std::stol(argv[i + 1]);
-    if (a == "--steps")
-      steps = int(v);
-    else if (a == "--d_model")
-      cfg.d_model = v;
-    else if (a == "--layers")
-      cfg.n_layers = v;
-    else if (a == "--seq")
-      seq = v;
-    else if (a == "--rows")
-      rows = v;
-    else if (a == "--vocab")
-      cfg.vocab = v;
-    else {
-      std::fprintf(stderr, "unknown flag %s\n", a.c_str());
-      return 2;
-    }
-  }
+  bench::BenchFlags flags("strata_bench_pipeline",
+                          "Pipeline bubble of GPipe and 1F1B, one rank per stage; JSON lines.");
+  flags.add("steps", &steps, "timed steps", 1, 100000);
+  flags.add("d_model", &cfg.d_model, "model width (a multiple of the 4 heads)", 4, 65536);
+  flags.add("layers", &cfg.n_layers, "decoder layers", 1, 4096);
+  flags.add("seq", &seq, "tokens per row", 1, 1 << 20);
+  flags.add("rows", &rows, "rows per micro-batch", 1, 1 << 20);
+  flags.add("vocab", &cfg.vocab, "vocabulary size", 2, 1 << 24);
+  flags.parse(argc, argv);
   cfg.max_seq = seq;
   Runtime::get().set_num_threads(1);
 

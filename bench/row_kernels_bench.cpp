@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "core/kernels/cpu/activation_kernels.h"
 #include "core/kernels/cpu/cross_entropy_kernels.h"
 #include "core/kernels/cpu/norm_kernels.h"
@@ -72,10 +73,12 @@ void report(const char* op, const char* shape, int threads, double ms, double re
 int main(int argc, char** argv) {
   int reps = 10;
   std::string only;
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::atoi(argv[++i]);
-    if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
-  }
+  strata::bench::BenchFlags flags(
+      "strata_bench_row_kernels",
+      "Row kernels (softmax, norms, activations, loss) at 1 and 2 threads.");
+  flags.add("reps", &reps, "timed repetitions", 1, 1000000);
+  flags.add("only", &only, "run the kernels whose names contain any of this text (all)");
+  flags.parse(argc, argv);
   const auto want = [&](const char* op) {
     return only.empty() || only.find(op) != std::string::npos;
   };

@@ -22,7 +22,7 @@ rounds="${ROUNDS:-1}"
 compile="${COMPILE:-1}"
 out="${OUT:-$(mktemp /tmp/strata_model_bench.XXXXXX.jsonl)}"
 : >"$out"
-torch_py=/opt/torch-venv/bin/python
+torch_py=${TORCH_VENV:-/opt/torch-venv}/bin/python  # bench/setup_reference.sh makes it
 failed() { echo "{\"bench\": \"model_train\", \"model\": \"$1\", \"impl\": \"$2\", \"threads\": $3, \"error\": \"failed\"}"; }
 
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2

@@ -8,7 +8,7 @@ build="${1:-$here/../build}"
 out=$(mktemp)
 for threads in 1 2; do
   "$build/bench/strata_bench_ops" --threads "$threads" >>"$out"
-  for py in /opt/torch-venv/bin/python /usr/bin/python3; do
+  for py in "${TORCH_VENV:-/opt/torch-venv}/bin/python" /usr/bin/python3; do
     if [[ -x $py ]] && $py -c 'import torch' 2>/dev/null; then
       $py "$here/torch_ops_reference.py" --threads "$threads" >>"$out"
     fi

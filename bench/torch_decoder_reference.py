@@ -93,6 +93,8 @@ def main():
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--precision", choices=["f32", "bf16"], default="f32",
+                    help="bf16: the forward under torch.autocast('cpu', bfloat16), f32 weights")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -107,7 +109,8 @@ def main():
     for s in range(a.steps + 2):
         ids = torch.randint(0, vocab, (a.batch, a.seq + 1))
         c0, t0 = time.process_time(), time.perf_counter()
-        loss = step_fn(ids[:, :-1], ids[:, 1:])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+            loss = step_fn(ids[:, :-1], ids[:, 1:])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -119,7 +122,8 @@ def main():
     cpu.sort()
     step = times[len(times) // 2]
     print(json.dumps({"bench": "decoder_train", "impl": "torch" + ("+compile" if a.compile else ""),
-                      "torch_version": torch.__version__, "threads": a.threads,
+                      "torch_version": torch.__version__, "precision": a.precision,
+                      "threads": a.threads,
                       "params": sum(p.numel() for p in model.parameters()),
                       "step_ms": round(step * 1e3, 1), "cpu_ms": round(cpu[len(cpu) // 2] * 1e3, 1),
                       "tokens_per_s": round(a.batch * a.seq / step),

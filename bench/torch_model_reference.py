@@ -108,6 +108,8 @@ def main():
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--input_len", type=int, default=128)
     ap.add_argument("--attention", choices=["sdpa", "textbook"], default=None)
+    ap.add_argument("--precision", choices=["f32", "bf16"], default="f32",
+                    help="bf16: the forward under torch.autocast('cpu', bfloat16), f32 weights")
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(a.threads)
@@ -140,7 +142,8 @@ def main():
     total, fwd, bwd, upd, cpu = [], [], [], [], []
     for s in range(a.warmup + a.steps):
         c0, t0 = time.process_time(), time.perf_counter()
-        loss = loss_of_step()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+            loss = loss_of_step()
         t1 = time.perf_counter()
         loss.backward()
         t2 = time.perf_counter()
@@ -161,7 +164,8 @@ def main():
     step = sorted(total)[len(total) // 2]
     print(json.dumps({
         "bench": "model_train", "model": a.model, "impl": "torch" + ("+compile" if a.compile else ""),
-        "torch_version": torch.__version__, "attention": attention, "threads": a.threads,
+        "torch_version": torch.__version__, "attention": attention, "precision": a.precision,
+        "threads": a.threads,
         "batch": a.batch, "enc_len": enc_len, "dec_len": dec_len, "masked": masked,
         "params": sum(p.numel() for p in model.parameters()),
         "step_ms": round(step * 1e3, 1), "forward_ms": median_ms(fwd), "backward_ms": median_ms(bwd),

@@ -4,84 +4,142 @@
 #include <omp.h>
 
 #include <chrono>
+#include <functional>
 
 #include "core/cpu_features.h"
 
 namespace strata {
 namespace {
 
-// 12 independent chains cover the FMA latency (4-5 cycles) times the 2 FMA pipes with room to
-// spare. The empty asm with "+x" keeps each accumulator in a register and stops the compiler
-// from folding or vectorising the loop away.
-template <class V, V (*Fma)(V, V, V)>
-__attribute__((target("avx2,fma"))) V fma_chains(V x, V y, long iters) {
-  V a0 = x, a1 = x, a2 = x, a3 = x, a4 = x, a5 = x, a6 = x, a7 = x, a8 = x, a9 = x, a10 = x,
-    a11 = x;
-  for (long i = 0; i < iters; ++i) {
-    a0 = Fma(a0, y, x);
-    a1 = Fma(a1, y, x);
-    a2 = Fma(a2, y, x);
-    a3 = Fma(a3, y, x);
-    a4 = Fma(a4, y, x);
-    a5 = Fma(a5, y, x);
-    a6 = Fma(a6, y, x);
-    a7 = Fma(a7, y, x);
-    a8 = Fma(a8, y, x);
-    a9 = Fma(a9, y, x);
-    a10 = Fma(a10, y, x);
-    a11 = Fma(a11, y, x);
-    asm volatile("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5));
-    asm volatile("" : "+x"(a6), "+x"(a7), "+x"(a8), "+x"(a9), "+x"(a10), "+x"(a11));
-  }
-  return a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
-}
+// 12 independent chains cover the FMA latency (4-6 cycles) times 2 pipes with room to spare. The
+// empty asm with "+v" keeps each accumulator in a register and stops the compiler from folding or
+// vectorising the loop away. A macro, not a template: each expansion must sit inside a function
+// compiled for its own ISA (target attribute) so that the intrinsics inline.
+#define STRATA_FMA_CHAINS(V, X, Y, ITERS, STEP)                                              \
+  V a0 = X, a1 = X, a2 = X, a3 = X, a4 = X, a5 = X, a6 = X, a7 = X, a8 = X, a9 = X, a10 = X, \
+    a11 = X;                                                                                 \
+  for (long i = 0; i < ITERS; ++i) {                                                         \
+    a0 = STEP(a0);                                                                           \
+    a1 = STEP(a1);                                                                           \
+    a2 = STEP(a2);                                                                           \
+    a3 = STEP(a3);                                                                           \
+    a4 = STEP(a4);                                                                           \
+    a5 = STEP(a5);                                                                           \
+    a6 = STEP(a6);                                                                           \
+    a7 = STEP(a7);                                                                           \
+    a8 = STEP(a8);                                                                           \
+    a9 = STEP(a9);                                                                           \
+    a10 = STEP(a10);                                                                         \
+    a11 = STEP(a11);                                                                         \
+    asm volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5));           \
+    asm volatile("" : "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));         \
+  }                                                                                          \
+  const V sum = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11
 
-__attribute__((target("avx2,fma"))) __m256 fma_ps(__m256 a, __m256 b, __m256 c) {
-  return _mm256_fmadd_ps(a, b, c);
-}
-__attribute__((target("avx2,fma"))) __m256d fma_pd(__m256d a, __m256d b, __m256d c) {
-  return _mm256_fmadd_pd(a, b, c);
-}
+constexpr int kChains = 12;
 
-// Returns the sum's first lane so the work is observable.
-__attribute__((target("avx2,fma"))) double run_chains(bool f64, long iters) {
+// Each returns its sum's first lane so that the work is observable.
+__attribute__((target("avx2,fma"))) double ymm_chains(bool f64, long iters) {
   if (f64) {
-    const __m256d r =
-        fma_chains<__m256d, fma_pd>(_mm256_set1_pd(1e-9), _mm256_set1_pd(0.999), iters);
-    return _mm256_cvtsd_f64(r);
+    const __m256d x = _mm256_set1_pd(1e-9), y = _mm256_set1_pd(0.999);
+#define STEP(a) _mm256_fmadd_pd(a, y, x)
+    STRATA_FMA_CHAINS(__m256d, x, y, iters, STEP);
+#undef STEP
+    return _mm256_cvtsd_f64(sum);
   }
-  const __m256 r = fma_chains<__m256, fma_ps>(_mm256_set1_ps(1e-9f), _mm256_set1_ps(0.999f), iters);
-  return _mm256_cvtss_f32(r);
+  const __m256 x = _mm256_set1_ps(1e-9f), y = _mm256_set1_ps(0.999f);
+#define STEP(a) _mm256_fmadd_ps(a, y, x)
+  STRATA_FMA_CHAINS(__m256, x, y, iters, STEP);
+#undef STEP
+  return _mm256_cvtss_f32(sum);
 }
 
-}  // namespace
+__attribute__((target("avx512f"))) double zmm_chains(bool f64, long iters) {
+  if (f64) {
+    const __m512d x = _mm512_set1_pd(1e-9), y = _mm512_set1_pd(0.999);
+#define STEP(a) _mm512_fmadd_pd(a, y, x)
+    STRATA_FMA_CHAINS(__m512d, x, y, iters, STEP);
+#undef STEP
+    return _mm512_cvtsd_f64(sum);
+  }
+  const __m512 x = _mm512_set1_ps(1e-9f), y = _mm512_set1_ps(0.999f);
+#define STEP(a) _mm512_fmadd_ps(a, y, x)
+  STRATA_FMA_CHAINS(__m512, x, y, iters, STEP);
+#undef STEP
+  return _mm512_cvtss_f32(sum);
+}
 
-double measure_fma_peak_gflops(bool f64) {
-  const CpuFeatures& f = cpu_features();
-  if (!f.avx2 || !f.fma) return 0.0;
-  // 2e7 iterations x 12 FMAs is about 0.1 s per core at 2 FMAs/cycle and 3 GHz: long enough to
-  // ramp the clock, short enough to repeat.
+// vdpbf16ps: acc (16 x f32) += a[2i] * b[2i] + a[2i+1] * b[2i+1].
+__attribute__((target("avx512f,avx512bf16"))) double bf16_dot_chains(long iters) {
+  const __m512 x = _mm512_set1_ps(1e-9f);
+  // 0x3f80 is bf16 1.0, 0x3c23 about 0.01: small products keep the sums finite.
+  const __m512bh y = (__m512bh)_mm512_set1_epi16(0x3f80);
+  const __m512bh z = (__m512bh)_mm512_set1_epi16(0x3c23);
+#define STEP(a) _mm512_dpbf16_ps(a, y, z)
+  STRATA_FMA_CHAINS(__m512, x, y, iters, STEP);
+#undef STEP
+  return _mm512_cvtss_f32(sum);
+}
+
+#undef STRATA_FMA_CHAINS
+
+// GFLOP/s of `chains` run in every OpenMP thread at once: best of 3, a peak being the
+// least-disturbed run. `flops_per_iter` counts one iteration of one thread.
+double measure(const std::function<double(long)>& chains, double flops_per_iter) {
+  // 2e7 iterations x 12 instructions is about 0.1 s per core at 2 per cycle and 3 GHz: long
+  // enough to ramp the clock, short enough to repeat.
   constexpr long kIters = 20'000'000;
-  const double lanes = f64 ? 4.0 : 8.0;
   const int threads = omp_get_max_threads();
   double best = 0.0;
   volatile double sink = 0.0;
-  for (int rep = 0; rep < 3; ++rep) {  // best of 3: a peak is the least-disturbed run
+  for (int rep = 0; rep < 3; ++rep) {
     double seconds = 0.0;
 #pragma omp parallel num_threads(threads) reduction(max : seconds)
     {
 #pragma omp barrier
       const auto t0 = std::chrono::steady_clock::now();
-      const double r = run_chains(f64, kIters);
+      const double r = chains(kIters);
       seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 #pragma omp critical
       sink = sink + r;
     }
     // Every thread did the same work; the slowest one bounds the aggregate rate.
-    const double gflops = threads * double(kIters) * 12.0 * lanes * 2.0 / seconds / 1e9;
+    const double gflops = threads * double(kIters) * flops_per_iter / seconds / 1e9;
     if (gflops > best) best = gflops;
   }
   return best;
+}
+
+}  // namespace
+
+const char* FmaPeak::widest() const {
+  if (zmm_gflops > 0 && zmm_gflops >= ymm_gflops) return "zmm";
+  return ymm_gflops > 0 ? "ymm" : "none";
+}
+
+FmaPeak measure_fma_peak(bool f64) {
+  const CpuFeatures& f = cpu_features();
+  const double lanes256 = f64 ? 4.0 : 8.0;
+  FmaPeak p;
+  if (f.avx2 && f.fma) {
+    p.ymm_gflops = measure([f64](long n) { return ymm_chains(f64, n); }, kChains * lanes256 * 2.0);
+  }
+  if (f.avx512f) {
+    p.zmm_gflops =
+        measure([f64](long n) { return zmm_chains(f64, n); }, kChains * 2.0 * lanes256 * 2.0);
+  }
+  return p;
+}
+
+double measure_fma_peak_gflops(bool f64) {
+  return measure_fma_peak(f64).gflops();
+}
+
+double measure_bf16_dot_peak_gflops() {
+  const CpuFeatures& f = cpu_features();
+  if (!f.avx512f || !f.avx512_bf16) return 0.0;
+  // 16 lanes x 2 products x 2 flops per instruction.
+  return measure(bf16_dot_chains, kChains * 16.0 * 2.0 * 2.0);
 }
 
 }  // namespace strata

@@ -104,7 +104,7 @@ Allocator& Runtime::pinned_allocator() {
 std::string Runtime::describe() const {
   std::ostringstream os;
   os << "threads=" << num_threads_ << " gemm=" << gemm::kernel_name(gemm::resolve(gemm_kernel_))
-     << " cpu=" << cpu_features_string();
+     << " (" << gemm::describe(gemm_kernel_) << ") cpu=" << cpu_features_string();
 #ifdef STRATA_HAS_CUDA
   os << " " << cuda::describe_devices();
 #endif

@@ -247,13 +247,15 @@ TrainResult train(const TrainOptions& o, std::ostream& log_all, const parallel::
   const bool rank0 = topo.world_rank() == 0;
   // On a GPU the peak is the device's nominal dense figure for the model's compute dtype
   // (optim::nominal_peak_tflops; 0, so MFU unknown, for a GPU the table lacks).
+  FmaPeak cpu_peak;  // the last CPU measurement, for the log
   auto measure_peak = [&] {
     if (!rank0) return 0.0;
     if (on_gpu) {
       const DType compute = model.precision().compute_dtype(model.dtype());
       return optim::nominal_peak_tflops(device, compute) * 1e3 * topo.world_size();
     }
-    return measure_fma_peak_gflops(false) * topo.world_size();
+    cpu_peak = measure_fma_peak(false);
+    return cpu_peak.gflops() * topo.world_size();
   };
   double peak = o.peak_gflops > 0 ? o.peak_gflops : measure_peak();
   auto remeasure_peak = [&] {
@@ -268,7 +270,11 @@ TrainResult train(const TrainOptions& o, std::ostream& log_all, const parallel::
   log << task->describe() << "; " << flops_per_token / 1e6 << " MFLOP/token; "
       << loader.num_samples() << " training samples (" << objective->name() << "); budget "
       << o.budget << " " << o.budget_unit << "; " << Runtime::get().describe() << "; peak " << peak
-      << " GFLOP/s\n";
+      << " GFLOP/s";
+  if (!on_gpu && o.peak_gflops <= 0)
+    log << " (f32 FMA with " << cpu_peak.widest() << "; per process zmm " << cpu_peak.zmm_gflops
+        << ", ymm " << cpu_peak.ymm_gflops << ")";
+  log << "\n";
   if (on_gpu)
     log << "device: " << device.str() << " (" << optim::device_name(device) << ")"
         << (peak > 0 ? std::string()

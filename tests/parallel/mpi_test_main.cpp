@@ -2,12 +2,14 @@
 // ranks print only their failures (prefixed with their rank), and each rank whose tests all passed
 // prints "rank R/N ok", which run_mpi_test.sh counts: mpirun can exit 0 without having run
 // anything (as root without --allow-run-as-root), so its exit status alone proves nothing.
+// --gemm=NAME runs every test under that GEMM kernel (gemm_kernel_flag.h).
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <memory>
 
 #include "parallel/mpi_env.h"
+#include "tests/gemm_kernel_flag.h"
 
 namespace {
 
@@ -29,8 +31,13 @@ class RankFailurePrinter : public ::testing::EmptyTestEventListener {
 
 int main(int argc, char** argv) {
   strata::parallel::MpiEnv env(argc, argv);
+  const std::string unavailable = strata::testing::apply_gemm_flag(argc, argv);
   ::testing::InitGoogleTest(&argc, argv);
   const int rank = env.world_rank(), size = env.world_size();
+  if (!unavailable.empty()) {  // run_mpi_test.sh reports the test as not run
+    std::printf("rank %d/%d skipped: %s\n", rank, size, unavailable.c_str());
+    return 0;
+  }
   if (rank != 0) {
     auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
     std::unique_ptr<::testing::TestEventListener>(

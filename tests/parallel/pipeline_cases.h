@@ -29,7 +29,18 @@ struct CaseOptions {
   std::optional<models::StageLayout> layout;  // default: balanced
   // Tensor parallelism inside each stage (the reference stays one process).
   Communicator* tp = nullptr;
+  Fault fault = Fault::None;
+  // Where to put what failed instead of failing the test (for the tests of the check itself).
+  std::vector<std::string>* failures = nullptr;
 };
+
+// Runs the case and reports what failed, as CaseOptions asks.
+inline void finish(Communicator& pp, const PipelineSchedule& schedule, ParityCase& c,
+                   const CaseOptions& o) {
+  c.fault = o.fault;
+  if (o.failures == nullptr) return run_parity(pp, schedule, c, o.dtype, o.steps);
+  *o.failures = parity_failures(pp, schedule, c, o.dtype, o.steps);
+}
 
 inline void check_decoder(Communicator& pp, const models::DecoderConfig& cfg,
                           const CaseOptions& o) {
@@ -42,7 +53,7 @@ inline void check_decoder(Communicator& pp, const models::DecoderConfig& cfg,
   models::DecoderConfig stage_cfg = cfg;
   stage_cfg.tp = o.tp;
   models::DecoderStage stage(stage_cfg, seed, layout, pp.rank());
-  models::DecoderLM ref(cfg, seed);
+  models::DecoderLM ref(cfg, seed), shadow(cfg, seed);
   std::vector<models::DecoderMicroBatch> mbs;
 
   ParityCase c;
@@ -52,6 +63,8 @@ inline void check_decoder(Communicator& pp, const models::DecoderConfig& cfg,
   c.stage = &stage;
   c.compute = &stage;
   c.ref = &ref;
+  c.shadow = &shadow;
+  c.micro_batches = m;
   // Tensor parallelism sums partial products in another order.
   c.bitwise = (!cfg.tie_embeddings || p == 1) && !tp;
   // Both orders' roundings (tensor parallelism and the tied replicas) reach the weights through
@@ -65,17 +78,12 @@ inline void check_decoder(Communicator& pp, const models::DecoderConfig& cfg,
     stage.set_micro_batches(mbs);
     stage.set_step(uint64_t(step));
     ref.set_step(uint64_t(step));
+    shadow.set_step(uint64_t(step));
   };
-  c.ref_loss_and_grads = [&] {
-    double total = 0;
-    for (const auto& mb : mbs) {
-      const Tensor loss = ref.loss(mb.ids, mb.targets);
-      total += loss.item<double>() / double(m);
-      (loss * (1.0 / double(m))).backward();
-    }
-    return total;
+  c.micro_batch_loss = [&](models::Module& model, int64_t i) {
+    return static_cast<models::DecoderLM&>(model).loss(mbs[size_t(i)].ids, mbs[size_t(i)].targets);
   };
-  run_parity(pp, schedule, c, o.dtype, o.steps);
+  finish(pp, schedule, c, o);
 }
 
 // Rows with a padded tail: row r keeps L - (r % 3) real tokens (as i64 0/1).
@@ -115,7 +123,7 @@ inline void check_bert(Communicator& pp, const models::BertConfig& cfg, const Ca
   const models::StageLayout layout =
       o.layout ? *o.layout : models::StageLayout::balanced(cfg.n_layers, p);
   models::BertStage stage(cfg, seed, layout, pp.rank());
-  models::BertMLM ref(cfg, seed);
+  models::BertMLM ref(cfg, seed), shadow(cfg, seed);
   std::vector<models::BertMicroBatch> mbs;
 
   ParityCase c;
@@ -123,6 +131,8 @@ inline void check_bert(Communicator& pp, const models::BertConfig& cfg, const Ca
   c.stage = &stage;
   c.compute = &stage;
   c.ref = &ref;
+  c.shadow = &shadow;
+  c.micro_batches = m;
   c.bitwise = p == 1;  // the MLM decoder is tied to the word embedding
   c.load_step = [&](int step) {
     // Ids include the pad id 0, whose lookups send the table no gradient.
@@ -136,17 +146,13 @@ inline void check_bert(Communicator& pp, const models::BertConfig& cfg, const Ca
     stage.set_micro_batches(mbs);
     stage.set_step(uint64_t(step));
     ref.set_step(uint64_t(step));
+    shadow.set_step(uint64_t(step));
   };
-  c.ref_loss_and_grads = [&] {
-    double total = 0;
-    for (const auto& mb : mbs) {
-      const Tensor loss = ref.mlm_loss(mb.ids, mb.labels, mb.mask);
-      total += loss.item<double>() / double(m);
-      (loss * (1.0 / double(m))).backward();
-    }
-    return total;
+  c.micro_batch_loss = [&](models::Module& model, int64_t i) {
+    const models::BertMicroBatch& mb = mbs[size_t(i)];
+    return static_cast<models::BertMLM&>(model).mlm_loss(mb.ids, mb.labels, mb.mask);
   };
-  run_parity(pp, schedule, c, o.dtype, o.steps);
+  finish(pp, schedule, c, o);
 }
 
 inline models::T5Config t5_config(int64_t encoder_layers, int64_t decoder_layers) {
@@ -174,7 +180,7 @@ inline void check_t5(Communicator& pp, const models::T5Config& cfg, const CaseOp
   const models::StageLayout layout =
       o.layout ? *o.layout : models::StageLayout::balanced(blocks, p);
   models::T5Stage stage(cfg, seed, layout, pp.rank());
-  models::T5Model ref(cfg, seed);
+  models::T5Model ref(cfg, seed), shadow(cfg, seed);
   std::vector<models::T5MicroBatch> mbs;
 
   ParityCase c;
@@ -183,6 +189,8 @@ inline void check_t5(Communicator& pp, const models::T5Config& cfg, const CaseOp
   c.stage = &stage;
   c.compute = &stage;
   c.ref = &ref;
+  c.shadow = &shadow;
+  c.micro_batches = m;
   c.bitwise = true;
   c.load_step = [&](int step) {
     const Tensor ids = random_ids(B, Ls, cfg.vocab, 600 + uint64_t(step));
@@ -195,17 +203,13 @@ inline void check_t5(Communicator& pp, const models::T5Config& cfg, const CaseOp
     stage.set_micro_batches(mbs);
     stage.set_step(uint64_t(step));
     ref.set_step(uint64_t(step));
+    shadow.set_step(uint64_t(step));
   };
-  c.ref_loss_and_grads = [&] {
-    double total = 0;
-    for (const auto& mb : mbs) {
-      const Tensor loss = ref.loss(mb.input_ids, mb.labels, mb.encoder_mask);
-      total += loss.item<double>() / double(m);
-      (loss * (1.0 / double(m))).backward();
-    }
-    return total;
+  c.micro_batch_loss = [&](models::Module& model, int64_t i) {
+    const models::T5MicroBatch& mb = mbs[size_t(i)];
+    return static_cast<models::T5Model&>(model).loss(mb.input_ids, mb.labels, mb.encoder_mask);
   };
-  run_parity(pp, schedule, c, o.dtype, o.steps);
+  finish(pp, schedule, c, o);
 }
 
 }  // namespace strata::parallel::testing

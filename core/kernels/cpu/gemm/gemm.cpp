@@ -117,6 +117,22 @@ bool kernel_available(Kernel kernel) {
   return false;
 }
 
+bool dnnl_native_bf16() {
+  return !detail::dnnl_bf16_impl().empty();
+}
+
+std::string describe(Kernel kernel) {
+  const Kernel k = resolve(kernel);
+  // The fallbacks of dgemm and bf16gemm below, named the same way.
+  const std::string ours = has_avx2_fma() ? "avx2" : "openblas";
+  std::string f64 = std::string(kernel_name(k)), bf16 = f64;
+  if (k == Kernel::Dnnl) {
+    f64 = ours;
+    bf16 = dnnl_native_bf16() ? "dnnl(" + detail::dnnl_bf16_impl() + ")" : ours;
+  }
+  return "f32 " + std::string(kernel_name(k)) + ", f64 " + f64 + ", bf16 " + bf16;
+}
+
 void sgemm(Kernel kernel, Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha,
            const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
            int64_t ldc) {

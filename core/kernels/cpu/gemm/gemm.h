@@ -7,6 +7,7 @@
 // an OpenMP parallel region every call runs single-threaded. Our own kernel gives results that do
 // not depend on the thread count.
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "core/bf16.h"
@@ -52,5 +53,11 @@ std::string_view kernel_name(Kernel kernel);
 Kernel parse_kernel(std::string_view name);
 // Whether the backend can run on this CPU; requesting an unavailable one throws strata::Error.
 bool kernel_available(Kernel kernel);
+// Whether oneDNN has an optimised bf16 matmul on this CPU (AVX512-BF16, AVX512 emulation, AMX).
+// Without one, bf16gemm under Kernel::Dnnl runs our kernel (or OpenBLAS without AVX2).
+bool dnnl_native_bf16();
+// The code each dtype's GEMM runs under `kernel` on this CPU, for logs and bench records:
+// e.g. "f32 avx2, f64 avx2, bf16 avx2" or "f32 dnnl, f64 avx2, bf16 dnnl(brg:avx512_core_bf16)".
+std::string describe(Kernel kernel);
 
 }  // namespace strata::gemm

@@ -3,6 +3,7 @@
 // cases (m == 0, n == 0, k == 0, alpha == 0) first, so every function here gets m, n, k >= 1 and
 // leading dimensions that fit the matrices.
 #include <cstdint>
+#include <string>
 
 #include "core/bf16.h"
 
@@ -22,6 +23,9 @@ void openblas_bf16gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float 
 // implementation for the problem on this CPU; the caller then uses another backend.
 void dnnl_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+// oneDNN's implementation of a representative bf16 matmul on this CPU ("brg:avx512_core_bf16"),
+// or "" when it has only a reference one. Decided once.
+const std::string& dnnl_bf16_impl();
 bool dnnl_bf16gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const bf16* a,
                    int64_t lda, const bf16* b, int64_t ldb, float beta, float* c, int64_t ldc);
 

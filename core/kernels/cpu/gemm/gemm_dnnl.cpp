@@ -1,4 +1,16 @@
 // The oneDNN backend: dnnl_sgemm for f32; the matmul primitive for bf16 x bf16 -> f32.
+//
+// Thread safety. The primitives are cached and shared by every thread that calls a GEMM (the
+// ranks of an in-process communicator, batched GEMMs split over threads). oneDNN's default,
+// library-managed scratchpad does not allow that: Debian builds oneDNN without
+// DNNL_ENABLE_CONCURRENT_EXEC, and then one scratchpad serves all primitives of a thread and a
+// primitive "should be executed in the same thread it was created in" (dnnl_types.h,
+// dnnl_scratchpad_mode_library); with the option on, the same primitive still "cannot be run
+// concurrently from two different threads". Two threads executing one cached bf16 matmul then
+// write each other's partial sums: the tensor-parallel bf16 decoder on an AVX512-BF16 host gave
+// gradients with cosine 0.85 (and -0.03 tied) against one process. So every primitive is made
+// with a user-managed scratchpad, and each execution brings its own from the caching allocator
+// (oneDNN: thread-safe "as long as the scratchpad buffers are not used concurrently").
 #include <dnnl.h>
 
 #include <dnnl.hpp>
@@ -7,9 +19,11 @@
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <unordered_map>
 
 #include "core/error.h"
 #include "core/kernels/cpu/gemm/gemm_backends.h"
+#include "core/runtime.h"
 
 namespace strata::gemm::detail {
 namespace {
@@ -25,7 +39,8 @@ using ShapeKey =
 // A primitive, or none when oneDNN would run a reference (unvectorised) implementation.
 struct CachedMatmul {
   std::shared_ptr<const dnnl::matmul> prim;
-  memory::desc a_md, b_md, c_md;
+  memory::desc a_md, b_md, c_md, scratch_md;
+  std::string impl;  // oneDNN's name for the implementation, for logs
 };
 
 class MatmulCache {
@@ -48,6 +63,7 @@ class MatmulCache {
  private:
   static constexpr size_t kMaxEntries = 512;
 
+  // An optimised implementation, or an entry without a primitive.
   CachedMatmul make(const ShapeKey& key) const {
     const auto [ta, tb, m, n, k, lda, ldb, ldc, alpha, beta] = key;
     CachedMatmul out;
@@ -57,6 +73,7 @@ class MatmulCache {
                             tb ? memory::dims{1, ldb} : memory::dims{ldb, 1});
     out.c_md = memory::desc({m, n}, memory::data_type::f32, memory::dims{ldc, 1});
     dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
     if (beta != 0.0f) {
       dnnl::post_ops ops;
@@ -69,8 +86,11 @@ class MatmulCache {
       // On CPUs without AVX512-BF16 (or AVX512 emulation) oneDNN 2.6 answers bf16 matmul with
       // "ref:any", orders of magnitude slower than converting and running an f32 GEMM.
       const std::string impl = pd.impl_info_str();
-      if (impl.find("ref") == std::string::npos)
+      if (impl.find("ref") == std::string::npos) {
         out.prim = std::make_shared<const dnnl::matmul>(pd);
+        out.scratch_md = pd.scratchpad_desc();
+        out.impl = impl;
+      }
     } catch (const dnnl::error&) {
       // unimplemented for this shape/attribute combination: leave prim empty
     }
@@ -88,6 +108,15 @@ MatmulCache& matmul_cache() {
 }
 
 }  // namespace
+
+const std::string& dnnl_bf16_impl() {
+  // A training-sized problem (256 x 256 x 256, plain layouts) stands for every shape: oneDNN
+  // picks its bf16 implementation by ISA, and answers every shape with a reference one on CPUs
+  // without bf16 support.
+  static const std::string impl =
+      matmul_cache().get(ShapeKey{false, false, 256, 256, 256, 256, 256, 256, 1.0f, 0.0f}).impl;
+  return impl;
+}
 
 void dnnl_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
@@ -109,7 +138,14 @@ bool dnnl_bf16gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alph
   memory am(entry.a_md, eng, const_cast<bf16*>(a));
   memory bm(entry.b_md, eng, const_cast<bf16*>(b));
   memory cm(entry.c_md, eng, c);
-  entry.prim->execute(stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
+  // This execution's own scratchpad (see the top of the file); the caching allocator makes the
+  // per-call allocation a free-list lookup.
+  const DataPtr scratch(&Runtime::get().allocator(Device::cpu()), entry.scratch_md.get_size());
+  if (scratch.get() != nullptr)
+    args.emplace(DNNL_ARG_SCRATCHPAD, memory(entry.scratch_md, eng, scratch.get()));
+  entry.prim->execute(stream, args);
   stream.wait();
   return true;
 }
