@@ -11,6 +11,7 @@
 #include "data/prepare.h"
 #include "data/tokenizer.h"
 #include "launch/commands.h"
+#include "launch/option_visitors.h"
 #include "launch/train_options.h"
 #include "parallel/mpi_env.h"
 
@@ -22,12 +23,13 @@ namespace {
 
 // Builds the tokenizer and shards the run expects from the installed corpus.
 void prepare_default_data(const Config& cfg, const train::TrainOptions& o) {
-  const fs::path corpus = cfg.get<std::string>("data.corpus");
+  const DataPreparation d = read_options<DataPreparation>(cfg);
+  const fs::path corpus = d.corpus;
   const bool missing_data = !fs::exists(fs::path(o.train_data) / "manifest.json") ||
                             !fs::exists(fs::path(o.valid_data) / "manifest.json");
   if (!missing_data && fs::exists(o.tokenizer)) return;
-  STRATA_CHECK(cfg.get<std::string>("data.prepare") == "auto", "train: prepared data missing (",
-               o.train_data, ", ", o.valid_data, ", ", o.tokenizer,
+  STRATA_CHECK(d.prepare == "auto", "train: prepared data missing (", o.train_data, ", ",
+               o.valid_data, ", ", o.tokenizer,
                "); run `strata tokenizer train` and `strata prepare`, or pass --data.prepare auto");
   STRATA_CHECK(
       fs::is_directory(corpus / "train") && fs::is_directory(corpus / "validation"),
@@ -38,8 +40,8 @@ void prepare_default_data(const Config& cfg, const train::TrainOptions& o) {
     t.inputs = {(corpus / "train").string()};
     t.kind = "unigram";
     t.style = tokenizer_style(cfg);
-    t.vocab = cfg.get<int>("data.tokenizer_vocab");
-    t.max_sentences = cfg.get<int64_t>("data.tokenizer_sentences");
+    t.vocab = d.tokenizer_vocab;
+    t.max_sentences = d.tokenizer_sentences;
     std::cerr << "train: training a " << t.vocab << "-token " << t.style
               << "-style unigram tokenizer on " << (corpus / "train").string() << "\n";
     fs::create_directories(fs::path(o.tokenizer).parent_path());

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include <mpi.h>
@@ -56,12 +57,14 @@ std::string strip_dashes(std::string s) {
 
 std::string Config::dump() const {
   // Options without a dot come first, then one INI section per prefix.
-  std::map<std::string, std::vector<std::pair<std::string, std::string>>> sections;
+  std::map<std::string, std::vector<std::pair<std::string, std::optional<std::string>>>> sections;
   for (const auto& o : options_->options()) {
     const std::string& name = o->long_name();
     if (name == "config" || name == "help" || name == "dump-config") continue;
     auto it = vars_.find(name);
-    const std::string text = it == vars_.end() ? "" : value_text(it->second.value());
+    // nullopt: unset and without a default; "" is a value (an empty string default).
+    std::optional<std::string> text;
+    if (it != vars_.end() && !it->second.empty()) text = value_text(it->second.value());
     const size_t dot = name.rfind('.');
     if (dot == std::string::npos)
       sections[""].push_back({name, text});
@@ -72,10 +75,12 @@ std::string Config::dump() const {
   for (const auto& [section, entries] : sections) {
     if (!section.empty()) os << "\n[" << section << "]\n";
     for (const auto& [key, value] : entries) {
-      if (value.empty())
+      if (!value)
         os << "# " << key << " =\n";  // unset, no default
+      else if (value->empty())
+        os << key << " =\n";
       else {
-        std::istringstream lines(value);
+        std::istringstream lines(*value);
         for (std::string line; std::getline(lines, line);) os << key << " = " << line << "\n";
       }
     }

@@ -59,6 +59,20 @@ struct BertConfig {
 
   int64_t head_dim() const { return d_model / n_heads; }
   int64_t glu_dim() const { return d_ff / 2; }
+
+  // The fields a `strata train` option overrides (core/option_names.h); unset, a preset's value
+  // stands (launch/model_options.cpp).
+  template <class V>
+  void visit_options(V& v) {
+    v("model.d_model", d_model, "hidden size");
+    v("model.n_layers", n_layers, "blocks");
+    v("model.n_heads", n_heads, "attention heads");
+    v("model.d_ff", d_ff, "the GLU's first matmul width, twice its hidden");
+    v("model.max_seq", max_seq, "positions of the sinusoid table");
+    v("model.norm_eps", norm_eps, "normalisation epsilon");
+    v("model.dropout", dropout, "hidden dropout in training mode");
+    v("model.init_std", init_std, "std of the normal initialisation");
+  }
   // Throws strata::Error naming the first bad field.
   void validate() const;
 };

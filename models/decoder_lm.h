@@ -45,6 +45,23 @@ struct DecoderConfig {
   int64_t kv_heads() const { return n_kv_heads == 0 ? n_heads : n_kv_heads; }
   // Throws strata::Error naming the first bad field.
   void validate() const;
+
+  // The fields a `strata train` option overrides (core/option_names.h); unset, a preset's value
+  // stands (launch/model_options.cpp). vocab and precision are common to every model type.
+  template <class V>
+  void visit_options(V& v) {
+    v("model.d_model", d_model, "hidden size");
+    v("model.n_layers", n_layers, "blocks");
+    v("model.n_heads", n_heads, "attention heads");
+    v("model.n_kv_heads", n_kv_heads, "key/value heads for grouped-query attention");
+    v("model.d_ff", d_ff, "SwiGLU hidden width");
+    v("model.max_seq", max_seq, "KV-cache capacity (default data.seq_len)");
+    v("model.rope_base", rope_base, "RoPE frequency base");
+    v("model.norm_eps", norm_eps, "normalisation epsilon");
+    v("model.tie_embeddings", tie_embeddings, "share the LM head with the embedding");
+    v("model.dropout", dropout, "residual dropout in training mode");
+    v("model.init_std", init_std, "std of the normal initialisation");
+  }
 };
 
 class DecoderBlock : public Module {

@@ -68,6 +68,25 @@ struct T5Config {
   int64_t decoder_layers() const { return n_decoder_layers > 0 ? n_decoder_layers : n_layers; }
   // Throws strata::Error naming the first bad field.
   void validate() const;
+
+  // The fields a `strata train` option overrides (core/option_names.h); unset, a preset's value
+  // stands (launch/model_options.cpp). No init_std: T5 v1.1 scales each matrix by its fan-in
+  // (ALGORITHMS.md 1.1).
+  template <class V>
+  void visit_options(V& v) {
+    v("model.d_model", d_model, "hidden size");
+    v("model.n_layers", n_layers, "encoder blocks");
+    v("model.n_decoder_layers", n_decoder_layers, "decoder blocks (0: n_layers)");
+    v("model.n_heads", n_heads, "attention heads");
+    v("model.d_kv", d_kv, "per-head width");
+    v("model.d_ff", d_ff, "gated-GELU hidden width");
+    v("model.relative_buckets", relative_buckets, "relative-position buckets");
+    v("model.relative_max_distance", relative_max_distance, "relative-position max distance");
+    v("model.share_position_bias", share_position_bias,
+      "true: block 0's bias table for the whole stack (nanoT5); false: one per block (NTNG)");
+    v("model.norm_eps", norm_eps, "normalisation epsilon");
+    v("model.dropout", dropout, "hidden dropout in training mode");
+  }
 };
 
 // "t5-tiny" (tests, seconds per step), "t5-small" (minutes on 2 cores), "t5-base" (nanoT5's

@@ -16,10 +16,14 @@ const char* schedule_name(ScheduleKind kind) {
   return "?";
 }
 
+const OptionNames<ScheduleKind>& schedule_kind_names() {
+  static const OptionNames<ScheduleKind> names{{"gpipe", ScheduleKind::GPipe},
+                                               {"1f1b", ScheduleKind::OneFOneB}};
+  return names;
+}
+
 ScheduleKind parse_schedule_kind(std::string_view name) {
-  for (ScheduleKind k : {ScheduleKind::GPipe, ScheduleKind::OneFOneB})
-    if (name == schedule_name(k)) return k;
-  STRATA_FAIL("pipeline: unknown schedule '", name, "'; known: gpipe, 1f1b");
+  return parse_option(schedule_kind_names(), name, "pipeline schedule");
 }
 
 std::string action_str(const Action& a) {

@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/option_names.h"
+
 namespace strata::parallel {
 
 enum class ScheduleKind {
@@ -22,6 +24,8 @@ enum class ScheduleKind {
 const char* schedule_name(ScheduleKind kind);  // "gpipe", "1f1b"
 // Throws strata::Error listing the known names.
 ScheduleKind parse_schedule_kind(std::string_view name);
+// The names parse_schedule_kind accepts, for options (core/option_names.h).
+const OptionNames<ScheduleKind>& schedule_kind_names();
 
 enum class Phase { Forward, Backward };
 

@@ -35,6 +35,16 @@ struct ObjectiveSpec {
   double mlm_probability = 0.15;  // BERT: tokens selected for prediction
   double noise_density = 0.15;    // T5: fraction of tokens corrupted
   double mean_span = 3.0;         // T5: mean noise span length
+
+  template <class V>
+  void visit_options(V& v) {
+    v("data.seq_len", seq_len,
+      "tokens per sample (T5: encoder input length; the targets follow from the noise density)");
+    v("objective.mlm_probability", mlm_probability,
+      "bert: fraction of tokens selected for prediction (80% [MASK], 10% random, 10% kept)");
+    v("objective.noise_density", noise_density, "t5: fraction of tokens corrupted");
+    v("objective.mean_span", mean_span, "t5: mean length of a corrupted span");
+  }
 };
 
 // Evaluation totals over some batches.
@@ -56,7 +66,7 @@ struct TaskPlacement {
 };
 
 struct SampleOptions {
-  std::string prompt = "The ";  // the decoder continues it; T5 and BERT show a validation row
+  std::string prompt = "The";  // the decoder continues it; T5 and BERT show a validation row
   int64_t max_new_tokens = 48;
   // Decoder sampling (T5 decodes greedily): argmax, or temperature / top-k / nucleus sampling.
   bool greedy = false;

@@ -40,18 +40,22 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const TrainOptions& o, const mo
   for (const auto& [name, p] : model.named_parameters()) named.push_back({name, p});
   const optim::Hyper hyper{o.lr, o.weight_decay, o.beta1, o.beta2, o.eps};
   auto groups = optim::make_param_groups(named, hyper);
-  if (o.optimizer == "adamw") return std::make_unique<optim::AdamW>(std::move(groups));
-  if (o.optimizer == "adamwscale" && tp.size() > 1)
-    return std::make_unique<ShardedAdamWScale>(std::move(groups), model, tp);
-  if (o.optimizer == "adamwscale") return std::make_unique<optim::AdamWScale>(std::move(groups));
-  STRATA_FAIL("train: unknown optimizer '", o.optimizer, "'; valid: adamw, adamwscale");
+  switch (o.optimizer) {
+    case OptimizerKind::AdamW:
+      return std::make_unique<optim::AdamW>(std::move(groups));
+    case OptimizerKind::AdamWScale:
+      if (tp.size() > 1) return std::make_unique<ShardedAdamWScale>(std::move(groups), model, tp);
+      return std::make_unique<optim::AdamWScale>(std::move(groups));
+  }
+  STRATA_FAIL("train: optimizer ", int(o.optimizer), " has no implementation");
 }
 
 // The nominal step axis of the schedule: exact for a step budget, derived for tokens, and a
 // fixed nominal length for wall time (the schedule then follows the fraction of time used).
 double nominal_steps(const TrainOptions& o, int64_t tokens_per_step) {
-  if (o.budget_unit == "steps") return o.budget;
-  if (o.budget_unit == "tokens") return std::ceil(o.budget / double(tokens_per_step));
+  if (o.budget_unit == optim::ClockKind::steps) return o.budget;
+  if (o.budget_unit == optim::ClockKind::tokens)
+    return std::ceil(o.budget / double(tokens_per_step));
   return 1000;
 }
 
@@ -184,8 +188,7 @@ TrainResult train(const TrainOptions& o, std::ostream& log_all, const parallel::
   sc.total_steps = nominal_steps(o, tokens_per_step);
   sc.final_lr = o.final_lr;
   sc.floor = o.final_lr / o.lr;
-  const optim::BudgetSchedule schedule(optim::make_schedule(sc),
-                                       optim::parse_clock_kind(o.budget_unit), o.budget);
+  const optim::BudgetSchedule schedule(optim::make_schedule(sc), o.budget_unit, o.budget);
   // A parallel job's ranks must agree on the wall time (the schedule follows it): their clocks
   // read a time that world rank 0 broadcasts once per step.
   const auto wall_origin = std::chrono::steady_clock::now();
@@ -198,13 +201,14 @@ TrainResult train(const TrainOptions& o, std::ostream& log_all, const parallel::
     topo.world().broadcast(t, 0, "world.clock");
     shared_now = t.item<double>();
   };
-  const bool shared_clock = parallel_job && o.budget_unit == "seconds";
-  optim::Clock clock = shared_clock ? optim::Clock(optim::parse_clock_kind(o.budget_unit),
-                                                   [&shared_now] { return shared_now; })
-                                    : optim::Clock(optim::parse_clock_kind(o.budget_unit));
+  const bool shared_clock = parallel_job && o.budget_unit == optim::ClockKind::seconds;
+  optim::Clock clock = shared_clock
+                           ? optim::Clock(o.budget_unit, [&shared_now] { return shared_now; })
+                           : optim::Clock(o.budget_unit);
 
   TrainResult result;
   uint64_t counter = 0;
+  STRATA_CHECK(!o.run_dir.empty(), "train: run.dir is empty; name the run directory");
   const fs::path run_dir = o.run_dir;
   if (const auto from = resume_source(o.resume, run_dir, topo)) {
     const CheckpointState s = load_training_checkpoint(*from, model, *opt, clock, fingerprint,
@@ -236,8 +240,7 @@ TrainResult train(const TrainOptions& o, std::ostream& log_all, const parallel::
   std::vector<Tensor> tied_replicas;
   if (pp > 1) {
     executor = std::make_unique<parallel::PipelineExecutor>(
-        topo.pp(),
-        parallel::PipelineSchedule(parallel::parse_schedule_kind(o.parallel.schedule), pp, accum));
+        topo.pp(), parallel::PipelineSchedule(o.parallel.schedule, pp, accum));
     if (topo.is_last_stage()) tied_replicas = task->stage()->tied_parameters();
   }
 
@@ -269,8 +272,8 @@ TrainResult train(const TrainOptions& o, std::ostream& log_all, const parallel::
   };
   log << task->describe() << "; " << flops_per_token / 1e6 << " MFLOP/token; "
       << loader.num_samples() << " training samples (" << objective->name() << "); budget "
-      << o.budget << " " << o.budget_unit << "; " << Runtime::get().describe() << "; peak " << peak
-      << " GFLOP/s";
+      << o.budget << " " << optim::clock_kind_name(o.budget_unit) << "; "
+      << Runtime::get().describe() << "; peak " << peak << " GFLOP/s";
   if (!on_gpu && o.peak_gflops <= 0)
     log << " (f32 FMA with " << cpu_peak.widest() << "; per process zmm " << cpu_peak.zmm_gflops
         << ", ymm " << cpu_peak.ymm_gflops << ")";
@@ -283,10 +286,10 @@ TrainResult train(const TrainOptions& o, std::ostream& log_all, const parallel::
         << "\n";
   if (parallel_job)
     log << "parallel: " << layout.str() << " on " << topo.world_size() << " ranks"
-        << (pp > 1
-                ? std::string("; ") + o.parallel.schedule + " schedule, " + std::to_string(accum) +
-                      (accum == 1 ? " micro-batch" : " micro-batches") + " per step"
-                : std::string())
+        << (pp > 1 ? std::string("; ") + parallel::schedule_name(o.parallel.schedule) +
+                         " schedule, " + std::to_string(accum) +
+                         (accum == 1 ? " micro-batch" : " micro-batches") + " per step"
+                   : std::string())
         << "\n";
   if (rank0) {
     const double unigram =

@@ -12,6 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "core/option_names.h"
+#include "optim/clock.h"
+#include "parallel/pipeline_schedule.h"
 #include "train/task.h"
 
 namespace strata::parallel {
@@ -26,16 +29,47 @@ struct ParallelOptions {
   int dp = 0;  // 0: inferred from the world size
   int tp = 1;
   int pp = 1;
-  std::string schedule = "1f1b";  // gpipe | 1f1b (pp > 1)
+  parallel::ScheduleKind schedule = parallel::ScheduleKind::OneFOneB;  // under pp > 1
   // Micro-batches per step under pp > 1 (0: grad_accum); when set it replaces grad_accum, so a
   // step is micro_batches x micro_batch sequences either way.
   int64_t micro_batches = 0;
   double timeout_s = 300;  // a rank waiting longer than this in a collective aborts the job
+
+  template <class V>
+  void visit_options(V& v) {
+    v("parallel.dp", dp, "data-parallel replicas (0: the number of ranks / (tp * pp))");
+    v("parallel.tp", tp,
+      "tensor-parallel ranks per layer (heads, d_ff and the vocabulary must divide)");
+    v("parallel.pp", pp,
+      "pipeline stages (at most the model's blocks; T5 counts encoder + decoder blocks)");
+    v("parallel.schedule", schedule, "pipeline schedule", parallel::schedule_kind_names());
+    v("parallel.micro_batches", micro_batches,
+      "micro-batches per step under pp > 1 (0: data.grad_accum)");
+    v("parallel.timeout", timeout_s,
+      "seconds a rank waits in a collective before the job aborts naming it");
+  }
 };
 
+enum class OptimizerKind { AdamW, AdamWScale };
+inline const OptionNames<OptimizerKind>& optimizer_names() {
+  static const OptionNames<OptimizerKind> names{{"adamw", OptimizerKind::AdamW},
+                                                {"adamwscale", OptimizerKind::AdamWScale}};
+  return names;
+}
+
+// The budget units the trainer charges (reference seconds are not charged yet: issue 17).
+inline const OptionNames<optim::ClockKind>& budget_unit_names() {
+  static const OptionNames<optim::ClockKind> names{{"steps", optim::ClockKind::steps},
+                                                   {"tokens", optim::ClockKind::tokens},
+                                                   {"seconds", optim::ClockKind::seconds}};
+  return names;
+}
+
+// Every option of `strata train` but the model's (ModelSpec) and the data preparation's
+// (launch/): declared once, in visit_options, with these initial values as the defaults.
 struct TrainOptions {
   // Run.
-  std::string run_dir = "runs/decoder";
+  std::string run_dir;          // empty: runs/<preset> (filled in by launch/)
   std::string resume = "auto";  // auto: newest good checkpoint in run_dir; none; or a step_ dir
   uint64_t seed = 1234;
   int threads = 0;  // 0: all cores
@@ -45,7 +79,7 @@ struct TrainOptions {
   std::string device = "cpu";
   std::string config_text;  // stored in checkpoints
 
-  // Data (directories written by `strata prepare`).
+  // Data (directories written by `strata prepare`; empty: derived by launch/ from the data dir).
   std::string train_data;
   std::string valid_data;
   std::string tokenizer;
@@ -57,29 +91,76 @@ struct TrainOptions {
   ObjectiveSpec objective;
 
   // Optimisation.
-  std::string optimizer = "adamw";  // adamw | adamwscale
-  double lr = 1e-3, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, clip = 1.0;
+  OptimizerKind optimizer = OptimizerKind::AdamW;
+  double lr = 2e-3, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, clip = 1.0;
   std::string schedule = "cosine";  // a name optim::make_schedule knows
-  int64_t warmup_steps = 50;
-  double final_lr = 1e-5;
+  int64_t warmup_steps = 30;
+  double final_lr = 2e-5;
 
   // Budget: the schedule fully decays exactly at its end.
-  std::string budget_unit = "steps";  // steps | tokens | seconds
-  double budget = 500;
+  optim::ClockKind budget_unit = optim::ClockKind::steps;
+  double budget = 300;
 
   // Observability and checkpoints.
-  int64_t log_every = 25;
-  int64_t eval_every = 250;  // 0: only at the end
+  int64_t log_every = 10;
+  int64_t eval_every = 100;  // 0: only at the end
   int64_t eval_batches = 8;
-  int64_t save_every = 250;  // 0: only at the end
+  int64_t save_every = 100;  // 0: only at the end
   int keep_last = 3;
   double peak_gflops = 0;  // per run, for MFU; 0: measured at start-up
-  std::string sample_prompt = "The ";
-  int64_t sample_tokens = 64;
+  // No trailing space: an INI value cannot keep one (Boost trims it), so --dump-config could not
+  // reproduce it.
+  std::string sample_prompt = "The";
+  int64_t sample_tokens = 48;
   // Stop (after saving) once this process has run this many steps: an interrupted run, for tests.
   int64_t stop_after = 0;
 
   ParallelOptions parallel;
+
+  template <class V>
+  void visit_options(V& v) {
+    v("run.dir", run_dir, "run directory: checkpoints and metrics.jsonl (empty: runs/<preset>)");
+    v("run.resume", resume,
+      "auto (newest good checkpoint in run.dir), none, or a checkpoint directory");
+    v("run.seed", seed, "seed of initialisation, data order, masking and dropout");
+    v("run.threads", threads, "threads (0: all cores)");
+    v("run.device", device,
+      "cpu, cuda (under mpirun: one GPU per node-local rank) or cuda:N; a GPU needs a build "
+      "with -DSTRATA_CUDA=ON");
+    v("data.tokenizer", tokenizer,
+      "tokenizer file (empty: <data dir>/tokenizer.model, the data dir being "
+      "runs/data/<style>-<vocab>)");
+    v("data.train", train_data, "prepared training shards (empty: <data dir>/train)");
+    v("data.valid", valid_data, "prepared validation shards (empty: <data dir>/valid)");
+    v("data.micro_batch", micro_batch, "sequences per forward/backward");
+    v("data.grad_accum", grad_accum, "micro-batches per optimizer step");
+    objective.visit_options(v);
+    v("optim.name", optimizer, "optimizer (adamwscale: nanoT5's AdamW with per-tensor RMS scaling)",
+      optimizer_names());
+    v("optim.lr", lr, "peak learning rate");
+    v("optim.weight_decay", weight_decay, "decoupled weight decay (not on norms and biases)");
+    v("optim.beta1", beta1, "Adam beta1");
+    v("optim.beta2", beta2, "Adam beta2");
+    v("optim.eps", eps, "Adam epsilon");
+    v("optim.clip", clip, "global gradient-norm clip (0: off)");
+    v("optim.schedule", schedule, "cosine, legacy, budget-one-cycle, cosine-budget or constant");
+    v("optim.warmup_steps", warmup_steps, "linear warmup steps");
+    v("optim.final_lr", final_lr, "learning rate at the end of the budget");
+    v("budget.unit", budget_unit, "what the budget counts", budget_unit_names());
+    v("budget.amount", budget, "budget in budget.unit; the schedule fully decays at its end");
+    v("log.every", log_every, "steps between progress lines");
+    v("log.eval_every", eval_every, "steps between validation passes (0: at the end only)");
+    v("log.eval_batches", eval_batches, "validation batches per pass");
+    v("log.save_every", save_every, "steps between checkpoints (0: at the end only)");
+    v("log.keep_last", keep_last, "checkpoints kept");
+    v("log.peak_gflops", peak_gflops, "peak GFLOP/s for MFU (0: measure at start-up)");
+    v("log.sample_prompt", sample_prompt, "decoder: prompt of the sample printed at the end");
+    v("log.sample_tokens", sample_tokens,
+      "tokens of that sample (0: no sample; T5 and BERT show a validation row instead)");
+    v("log.stop_after", stop_after,
+      "stop (after saving) once this process ran this many steps: for tests");
+    parallel.visit_options(v);
+  }
 };
 
 struct TrainResult {

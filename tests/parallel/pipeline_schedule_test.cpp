@@ -187,7 +187,7 @@ TEST(PipelineSchedule, BadArgumentsAreErrors) {
             std::string::npos);
   EXPECT_EQ(parse_schedule_kind("1f1b"), ScheduleKind::OneFOneB);
   EXPECT_EQ(parse_schedule_kind("gpipe"), ScheduleKind::GPipe);
-  EXPECT_NE(error_of([] { parse_schedule_kind("zb"); }).find("known: gpipe, 1f1b"),
+  EXPECT_NE(error_of([] { parse_schedule_kind("zb"); }).find("valid: gpipe, 1f1b"),
             std::string::npos);
 }
 

@@ -119,7 +119,7 @@ struct Corpus {
       o.model.t5 = models::t5_preset("t5-tiny");
       o.model.t5.vocab = 0;
       o.model.t5.dropout = 0.1;
-      o.optimizer = "adamwscale";
+      o.optimizer = OptimizerKind::AdamWScale;
       o.lr = 1e-2, o.beta2 = 0.999, o.eps = 1e-6, o.weight_decay = 0;
     }
     o.warmup_steps = 2;
@@ -244,7 +244,7 @@ TrainOptions with_layout(TrainOptions o, const LayoutCase& l) {
   o.parallel.dp = l.dp;
   o.parallel.tp = l.tp;
   o.parallel.pp = l.pp;
-  o.parallel.schedule = l.schedule;
+  o.parallel.schedule = parallel::parse_schedule_kind(l.schedule);
   o.parallel.timeout_s = 120;
   return o;
 }

@@ -63,7 +63,7 @@ struct TaskData {
       o.model.t5 = models::t5_preset("t5-tiny");
       o.model.t5.vocab = 0;
       o.model.t5.dropout = 0.1;
-      o.optimizer = "adamwscale";
+      o.optimizer = OptimizerKind::AdamWScale;
       o.lr = 1e-2;
       o.beta2 = 0.999;
       o.eps = 1e-6;
