@@ -32,6 +32,7 @@
 
 #include "bench/bench_flags.h"
 #include "bench/gemm_rate.h"
+#include "core/device_select.h"
 #include "core/fma_peak.h"
 #include "core/ops.h"
 #include "core/random/philox.h"
@@ -41,7 +42,6 @@
 #include "models/t5.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
-#include "optim/device.h"
 
 using namespace strata;
 
@@ -83,7 +83,7 @@ double median(std::vector<double> v) {
 
 int run(const Options& o) {
   Runtime::get().set_num_threads(o.threads);
-  const Device device = optim::resolve_device(o.device, "--device");
+  const Device device = strata::resolve_device(o.device, "--device");
   const bool on_gpu = !device.is_cpu();
   const models::Precision precision = models::Precision::parse(o.precision, "--precision");
   const bool bert = o.model.rfind("bert", 0) == 0;
@@ -152,7 +152,7 @@ int run(const Options& o) {
   // peak.
   const FmaPeak fma = on_gpu ? FmaPeak{} : measure_fma_peak(false);
   const double peak =
-      on_gpu ? optim::nominal_peak_tflops(device, precision.compute_dtype(model->dtype())) * 1e3
+      on_gpu ? strata::nominal_peak_tflops(device, precision.compute_dtype(model->dtype())) * 1e3
              : fma.gflops();
   const double bf16_peak = !on_gpu && precision.mixed() ? measure_bf16_dot_peak_gflops() : 0.0;
   const double gemm_rate =
@@ -172,7 +172,7 @@ int run(const Options& o) {
   };
   std::vector<double> total, fwd, bwd, upd, cpu;
   // Phase boundaries wait for the device, so each phase is timed by the work it queued.
-  auto sync = [device] { optim::synchronize(device); };
+  auto sync = [device] { strata::synchronize(device); };
   Runtime::get().allocator(device).reset_peak();
   for (int s = 0; s < o.warmup + o.steps; ++s) {
     sync();
@@ -213,7 +213,7 @@ int run(const Options& o) {
       "\"mfu_bf16\": %.3f, \"gemm_gflops\": %.1f, \"gemm_bound_ms\": %.1f, "
       "\"allocator_peak_mib\": %.1f, \"max_rss_mib\": "
       "%.1f}\n",
-      o.model.c_str(), optim::device_name(device).c_str(), precision.name().c_str(),
+      o.model.c_str(), strata::device_name(device).c_str(), precision.name().c_str(),
       std::string(gemm::kernel_name(gemm::resolve(Runtime::get().gemm_kernel()))).c_str(),
       on_gpu ? "cuda" : gemm::describe(Runtime::get().gemm_kernel()).c_str(), o.threads,
       (long long)o.batch, (long long)enc_len, (long long)dec_len, (long long)masked,

@@ -4,9 +4,9 @@
 #include <functional>
 #include <map>
 
+#include "core/device_select.h"
 #include "launch/option_visitors.h"
 #include "models/decoder_presets.h"
-#include "optim/device.h"
 
 namespace strata::launch {
 
@@ -173,7 +173,7 @@ train::TrainOptions train_options(const Config& cfg) {
   if (o.run_dir.empty()) o.run_dir = "runs/" + preset;
   // Checked here too (the trainer checks again), so a device this build or machine lacks is named
   // before any data is prepared.
-  optim::resolve_device(o.device, "run.device");
+  resolve_device(o.device, "run.device");
   o.config_text = cfg.dump();
   const std::string data_dir = default_data_dir(cfg);
   if (o.tokenizer.empty()) o.tokenizer = data_dir + "/tokenizer.model";

@@ -7,6 +7,7 @@
 #include <optional>
 #include <ostream>
 
+#include "core/device_select.h"
 #include "core/fma_peak.h"
 #include "core/ops.h"
 #include "data/loader.h"
@@ -16,7 +17,6 @@
 #include "optim/adamw.h"
 #include "optim/clip.h"
 #include "optim/clock.h"
-#include "optim/device.h"
 #include "optim/schedule.h"
 #include "parallel/grad_reducer.h"
 #include "parallel/pipeline_executor.h"
@@ -92,7 +92,7 @@ LoadedTask load_trained(const std::string& dir) {
 TrainResult train(const TrainOptions& o, std::ostream& log) {
   // run.device is checked first, so a bad one is named before any collective starts. GPU runs
   // build their groups over NCCL (CUDA tensors over NCCL, host scalars still over MPI).
-  const Device device = optim::resolve_device(o.device, "run.device");
+  const Device device = resolve_device(o.device, "run.device");
   const parallel::Layout layout{o.parallel.dp, o.parallel.tp, o.parallel.pp};
   const parallel::Topology topology = parallel::Topology::create(
       layout, device.is_cpu() ? parallel::CommBackend::Mpi : parallel::CommBackend::Nccl);
@@ -114,7 +114,7 @@ TrainResult train(const TrainOptions& o, std::ostream& log_all, const parallel::
   // job the topology has picked each rank's GPU (node-local rank) and set up NCCL for it.
   Device device;
   auto pick_device = [&] {
-    device = optim::resolve_device(o.device, "run.device", topo.local_rank());
+    device = resolve_device(o.device, "run.device", topo.local_rank());
     if (!parallel_job || device.is_cpu()) return;
     STRATA_CHECK(topo.backend() == parallel::CommBackend::Nccl, "run.device = ", o.device,
                  ": a parallel job on GPUs needs its topology made with the NCCL backend");
@@ -255,7 +255,7 @@ TrainResult train(const TrainOptions& o, std::ostream& log_all, const parallel::
     if (!rank0) return 0.0;
     if (on_gpu) {
       const DType compute = model.precision().compute_dtype(model.dtype());
-      return optim::nominal_peak_tflops(device, compute) * 1e3 * topo.world_size();
+      return nominal_peak_tflops(device, compute) * 1e3 * topo.world_size();
     }
     cpu_peak = measure_fma_peak(false);
     return cpu_peak.gflops() * topo.world_size();
@@ -279,7 +279,7 @@ TrainResult train(const TrainOptions& o, std::ostream& log_all, const parallel::
         << ", ymm " << cpu_peak.ymm_gflops << ")";
   log << "\n";
   if (on_gpu)
-    log << "device: " << device.str() << " (" << optim::device_name(device) << ")"
+    log << "device: " << device.str() << " (" << device_name(device) << ")"
         << (peak > 0 ? std::string()
                      : "; no nominal peak for this GPU, so MFU is not reported (set "
                        "log.peak_gflops)")

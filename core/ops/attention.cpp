@@ -63,12 +63,14 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
       "attention", {qc, kc, vc, bias}, {&out}, {qc, kc, vc, bias, mask, out, lse},
       [p, bias_shape, B, H, Lq, Lk](const std::vector<Tensor>& g, const std::vector<Tensor>& s,
                                     const std::vector<bool>& needs) -> std::vector<Tensor> {
-        const Tensor &qs = s[0], &ks = s[1], &vs = s[2];
+        // The saved tensors, in record's order.
+        const Tensor &qs = s[0], &ks = s[1], &vs = s[2], &bias_s = s[3], &mask_s = s[4],
+                     &out_s = s[5], &lse_s = s[6];
         Tensor dq = empty(qs.shape(), qs.dtype(), qs.device());
         Tensor dk = empty(ks.shape(), ks.dtype(), ks.device());
         Tensor dv = empty(vs.shape(), vs.dtype(), vs.device());
         Tensor dbias;
-        Tensor bias_b = s[3].defined() ? broadcast_to(s[3], {B, H, Lq, Lk}) : Tensor();
+        Tensor bias_b = bias_s.defined() ? broadcast_to(bias_s, {B, H, Lq, Lk}) : Tensor();
         if (needs[3]) {
           // The kernel sums over broadcast batch and head dims (stride 0) but writes every
           // (query, key) pair; sum_to below folds broadcast query or key dims.
@@ -76,8 +78,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
                         qs.dtype(), qs.device());
         }
         backend_for(qs.device())
-            .attention_backward(qs, ks, vs, bias_b, s[4], p, s[5], s[6], g[0].contiguous(), dq, dk,
-                                dv, dbias);
+            .attention_backward(qs, ks, vs, bias_b, mask_s, p, out_s, lse_s, g[0].contiguous(), dq,
+                                dk, dv, dbias);
         if (dbias.defined()) dbias = sum_to(dbias, bias_shape);
         return {dq, dk, dv, dbias};
       });

@@ -38,9 +38,10 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target_in, int64_t igno
       "cross_entropy", {l2}, {&loss}, {l2, t, lse},
       [ignore_index, label_smoothing](const std::vector<Tensor>& g, const std::vector<Tensor>& s,
                                       const std::vector<bool>&) -> std::vector<Tensor> {
-        Tensor dl = empty(s[0].shape(), s[0].dtype(), s[0].device());
+        const Tensor &logits_s = s[0], &targets = s[1], &lse_s = s[2];
+        Tensor dl = empty(logits_s.shape(), logits_s.dtype(), logits_s.device());
         backend_for(dl.device())
-            .cross_entropy_backward(s[0], s[1], s[2], g[0].contiguous(), ignore_index,
+            .cross_entropy_backward(logits_s, targets, lse_s, g[0].contiguous(), ignore_index,
                                     label_smoothing, dl);
         return {dl};
       });

@@ -43,12 +43,12 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
       "layer_norm", {xc, w, b}, {&y}, {xc, w, mean, rstd},
       [](const std::vector<Tensor>& g, const std::vector<Tensor>& s,
          const std::vector<bool>& needs) -> std::vector<Tensor> {
-        const Tensor& xs = s[0];
+        const Tensor &xs = s[0], &ws = s[1], &mean = s[2], &rstd = s[3];
         Tensor dx = needs[0] ? empty(xs.shape(), xs.dtype(), xs.device()) : Tensor();
         Tensor dw = needs[1] ? empty({xs.size(-1)}, xs.dtype(), xs.device()) : Tensor();
         Tensor db = needs[2] ? empty({xs.size(-1)}, xs.dtype(), xs.device()) : Tensor();
         backend_for(xs.device())
-            .layer_norm_backward(xs, s[1], s[2], s[3], g[0].contiguous(), dx, dw, db);
+            .layer_norm_backward(xs, ws, mean, rstd, g[0].contiguous(), dx, dw, db);
         return {dx, dw, db};
       });
   return y;
@@ -66,10 +66,10 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
       "rms_norm", {xc, w}, {&y}, {xc, w, rstd},
       [](const std::vector<Tensor>& g, const std::vector<Tensor>& s,
          const std::vector<bool>& needs) -> std::vector<Tensor> {
-        const Tensor& xs = s[0];
+        const Tensor &xs = s[0], &ws = s[1], &rstd = s[2];
         Tensor dx = needs[0] ? empty(xs.shape(), xs.dtype(), xs.device()) : Tensor();
         Tensor dw = needs[1] ? empty({xs.size(-1)}, xs.dtype(), xs.device()) : Tensor();
-        backend_for(xs.device()).rms_norm_backward(xs, s[1], s[2], g[0].contiguous(), dx, dw);
+        backend_for(xs.device()).rms_norm_backward(xs, ws, rstd, g[0].contiguous(), dx, dw);
         return {dx, dw};
       });
   return y;

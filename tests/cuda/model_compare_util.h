@@ -12,16 +12,16 @@
 #include <string>
 #include <vector>
 
-#include "core/runtime.h"
+#include "core/device_select.h"
 #include "core/ops.h"
 #include "core/random/philox.h"
+#include "core/runtime.h"
 #include "models/module.h"
-#include "optim/device.h"
 
 namespace strata::model_test {
 
-#define STRATA_REQUIRE_GPU()                                                         \
-  do {                                                                               \
+#define STRATA_REQUIRE_GPU()                                                                 \
+  do {                                                                                       \
     if (::strata::Runtime::get().cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device"; \
   } while (0)
 

@@ -5,12 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <condition_variable>
 #include <cstdio>
-#include <exception>
-#include <functional>
-#include <mutex>
-#include <thread>
 
 #include "core/ops.h"
 #include "models/bert.h"
@@ -20,6 +15,7 @@
 #include "models/t5.h"
 #include "parallel/communicator.h"
 #include "tests/models/test_util.h"
+#include "tests/parallel/thread_group.h"
 
 namespace strata::models {
 namespace {
@@ -210,99 +206,6 @@ TEST(MixedPrecision, Bf16GenerationMatchesFullRecompute) {
   EXPECT_TRUE(testing::bitwise_equal(a, b));
 }
 
-// A tensor-parallel group of threads in one process: all_reduce and all_gather exchange copies
-// through a shared slot array (sums in rank order, bf16 summed in f32 and rounded once, as the
-// Communicator contract asks); the rest is unused by the TP layers and throws.
-class ThreadHub {
- public:
-  explicit ThreadHub(int n) : n_(n), slots_(size_t(n)) {}
-  int size() const { return n_; }
-  std::vector<Tensor> exchange(int rank, const Tensor& t) {
-    std::unique_lock<std::mutex> lock(m_);
-    const uint64_t gen = gen_;
-    slots_[size_t(rank)] = t.detach().contiguous().clone();
-    if (++arrived_ == n_) {
-      result_ = slots_;
-      arrived_ = 0;
-      ++gen_;
-      cv_.notify_all();
-    } else {
-      cv_.wait(lock, [&] { return gen_ != gen; });
-    }
-    return result_;
-  }
-
- private:
-  int n_;
-  std::mutex m_;
-  std::condition_variable cv_;
-  int arrived_ = 0;
-  uint64_t gen_ = 0;
-  std::vector<Tensor> slots_, result_;
-};
-
-class ThreadComm final : public parallel::Communicator {
- public:
-  ThreadComm(ThreadHub& hub, int rank) : hub_(hub), rank_(rank) {}
-  int rank() const override { return rank_; }
-  int size() const override { return hub_.size(); }
-  const std::string& name() const override { return name_; }
-  void all_reduce(Tensor& t, parallel::ReduceOp op, std::string_view) override {
-    NoGradGuard no_grad;
-    const auto all = hub_.exchange(rank_, t);
-    const DType wide = t.dtype() == DType::f64 ? DType::f64 : DType::f32;
-    Tensor acc = all[0].to(wide);
-    for (size_t r = 1; r < all.size(); ++r)
-      acc = op == parallel::ReduceOp::Sum ? acc + all[r].to(wide) : maximum(acc, all[r].to(wide));
-    t.copy_(acc.to(t.dtype()));
-  }
-  std::unique_ptr<parallel::Work> all_reduce_async(Tensor&, parallel::ReduceOp,
-                                                   std::string_view what) override {
-    fail(what);
-  }
-  Tensor all_gather(const Tensor& t, int64_t dim, std::string_view) override {
-    NoGradGuard no_grad;
-    return cat(hub_.exchange(rank_, t), dim);
-  }
-  Tensor reduce_scatter(const Tensor&, int64_t, std::string_view what) override { fail(what); }
-  void broadcast(Tensor&, int, std::string_view what) override { fail(what); }
-  void send(const Tensor&, int, std::string_view what) override { fail(what); }
-  void recv(Tensor&, int, std::string_view what) override { fail(what); }
-  std::unique_ptr<parallel::Work> send_async(const Tensor&, int, std::string_view what) override {
-    fail(what);
-  }
-  std::unique_ptr<parallel::Work> recv_async(Tensor&, int, std::string_view what) override {
-    fail(what);
-  }
-  void barrier(std::string_view what) override { fail(what); }
-  void set_timeout(std::chrono::milliseconds) override {}
-
- private:
-  [[noreturn]] static void fail(std::string_view what) {
-    throw Error("ThreadComm: unexpected collective '" + std::string(what) + "'");
-  }
-  ThreadHub& hub_;
-  int rank_;
-  std::string name_ = "thread-tp";
-};
-
-// Runs fn(rank) on `n` threads and rethrows the first failure.
-void on_threads(int n, const std::function<void(int)>& fn) {
-  std::vector<std::exception_ptr> errors(static_cast<size_t>(n));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < n; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        fn(r);
-      } catch (...) {
-        errors[size_t(r)] = std::current_exception();
-      }
-    });
-  for (auto& t : threads) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
-}
-
 // Tensor parallelism honours the precision: a TP2 bf16 decoder (column/row-parallel linears,
 // vocab-parallel embedding, head and cross-entropy) gives the single-process bf16 loss within
 // bf16 rounding of the partial sums, and every gradient shard points along the single-process
@@ -315,13 +218,12 @@ TEST(MixedPrecision, TensorParallelDecoderHonoursBf16) {
     DecoderLM single(c, 5);
     const Tensor ref = single.loss(ids, targets);
     ref.backward();
-    ThreadHub hub(2);
+    parallel::testing::ThreadGroup group(2);
     std::vector<double> losses(2);
     std::vector<double> worst(2, 1.0);
-    on_threads(2, [&](int r) {
-      ThreadComm comm(hub, r);
+    group.run([&](int r) {
       DecoderConfig cr = c;
-      cr.tp = &comm;
+      cr.tp = &group.comm(r);
       DecoderLM m(cr, 5);
       EXPECT_EQ(m.precision(), Precision::bf16());
       const Tensor l = m.loss(ids, targets);

@@ -1,14 +1,14 @@
-// Device selection (optim/device.h) and the device-independent clipping entry point, on the CPU.
-// The CUDA kernels themselves are checked against these CPU results in tests/cuda/.
+// Device selection (core/device_select.h) and the device-independent clipping entry point, on the
+// CPU. The CUDA kernels themselves are checked against these CPU results in tests/cuda/.
 #include <gtest/gtest.h>
 
 #include <cstring>
 
+#include "core/device_select.h"
 #include "core/ops.h"
 #include "core/runtime.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
-#include "optim/device.h"
 
 namespace strata::optim {
 namespace {

@@ -1,5 +1,5 @@
 // The pipeline executor and the models' stages in one process: each stage is a thread and the
-// pp group an in-process mailbox (pipeline_local_comm.h), so schedules, message order, gradient
+// pp group an in-process thread group (thread_group.h), so schedules, message order, gradient
 // routing and parity with the whole model are tested without mpirun. The same parity cases run
 // over MPI in pipeline_mpitest.cpp.
 #include <gtest/gtest.h>
@@ -9,7 +9,7 @@
 
 #include "core/ops.h"
 #include "tests/parallel/pipeline_cases.h"
-#include "tests/parallel/pipeline_local_comm.h"
+#include "tests/parallel/thread_group.h"
 
 namespace strata::parallel::testing {
 namespace {
@@ -73,7 +73,7 @@ TEST(PipelineExecutor, RoutesGradientsThroughEveryStage) {
       double W = 1;
       for (int s = 0; s < p; ++s) W *= w.emplace_back(0.5 + 0.25 * s);
       const PipelineSchedule schedule(kind, p, m);
-      LocalHub hub(p);
+      ThreadGroup hub(p, "pp");
       hub.run([&](int s) {
         ScaleStage stage(s, p, w[size_t(s)], data);
         PipelineExecutor exec(hub.comm(s), schedule);
@@ -92,7 +92,7 @@ TEST(PipelineExecutor, RoutesGradientsThroughEveryStage) {
 }
 
 TEST(PipelineExecutor, GroupSizeMustMatchTheSchedule) {
-  LocalHub hub(2);
+  ThreadGroup hub(2, "pp");
   const std::string e =
       error_of([&] { PipelineExecutor(hub.comm(0), PipelineSchedule(ScheduleKind::GPipe, 3, 4)); });
   EXPECT_NE(e.find("the pp group has 2 ranks but the schedule (gpipe, 3 stages x 4 "
@@ -118,7 +118,7 @@ TEST(PipelineExecutor, OutputsMustMatchTheirDeclaredSpecs) {
    private:
     int s_;
   };
-  LocalHub hub(2);
+  ThreadGroup hub(2, "pp");
   Liar stage(0);
   PipelineExecutor exec(hub.comm(0), PipelineSchedule(ScheduleKind::GPipe, 2, 1));
   const std::string e = error_of([&] { exec.run(stage); });
@@ -193,7 +193,7 @@ TEST(DecoderStage, OwnsExactlyItsPartOfTheWholeModelsNames) {
 }
 
 void decoder_parity(int p, const models::DecoderConfig& cfg, CaseOptions o) {
-  LocalHub hub(p);
+  ThreadGroup hub(p, "pp");
   hub.run([&](int rank) { check_decoder(hub.comm(rank), cfg, o); });
 }
 
@@ -276,7 +276,7 @@ TEST(DecoderPipeline, AccumulatedMicroBatchesEqualTheGlobalBatch) {
 void expect_fault_caught(const std::string& model, Fault fault, DType dtype) {
   const int p = 2;
   std::vector<std::vector<std::string>> failures(p);
-  LocalHub hub(p);
+  ThreadGroup hub(p, "pp");
   hub.run([&](int rank) {
     CaseOptions o = opts(ScheduleKind::OneFOneB, 1, dtype);
     o.fault = fault;
@@ -306,7 +306,7 @@ TEST(PipelineParityTolerance, CatchesADroppedOrDoubledMicroBatch) {
 // comparison a tolerance one rather than bitwise).
 TEST(PipelineParityTolerance, ReportsNothingWithoutAFault) {
   std::vector<std::vector<std::string>> failures(2);
-  LocalHub hub(2);
+  ThreadGroup hub(2, "pp");
   hub.run([&](int rank) {
     CaseOptions o = opts(ScheduleKind::OneFOneB, 2);
     o.failures = &failures[size_t(rank)];
@@ -342,7 +342,7 @@ TEST(BertStage, OwnsExactlyItsPartOfTheWholeModelsNames) {
 }
 
 void bert_parity(int p, const models::BertConfig& cfg, CaseOptions o) {
-  LocalHub hub(p);
+  ThreadGroup hub(p, "pp");
   hub.run([&](int rank) { check_bert(hub.comm(rank), cfg, o); });
 }
 
@@ -386,7 +386,7 @@ TEST(T5Stage, OwnsExactlyItsPartOfTheWholeModelsNames) {
 }
 
 void t5_parity(int p, const models::T5Config& cfg, CaseOptions o) {
-  LocalHub hub(p);
+  ThreadGroup hub(p, "pp");
   hub.run([&](int rank) { check_t5(hub.comm(rank), cfg, o); });
 }
 

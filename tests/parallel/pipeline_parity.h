@@ -1,5 +1,5 @@
 #pragma once
-// Pipeline parity checks shared by the in-process tests (threads, pipeline_local_comm.h) and the
+// Pipeline parity checks shared by the in-process tests (threads, thread_group.h) and the
 // MPI tests (one process per stage): one rank of the pp group builds its stage, runs `steps`
 // training steps through the PipelineExecutor with AdamW, and compares against the whole model
 // run in this process with gradient accumulation over the same micro-batches (the trainer's

@@ -15,46 +15,12 @@
 #include "models/tp_lm_head.h"
 #include "parallel/local_communicator.h"
 #include "tests/models/test_util.h"
+#include "tests/parallel/thread_group.h"
 
 namespace strata::models {
 namespace {
 
 using testing::bitwise_equal;
-
-// Rank `rank` of a group of `size` that must not communicate: building and initialising a
-// tensor-parallel model needs no collective.
-class FakeGroup final : public parallel::Communicator {
- public:
-  FakeGroup(int rank, int size) : rank_(rank), size_(size) {}
-  int rank() const override { return rank_; }
-  int size() const override { return size_; }
-  const std::string& name() const override { return name_; }
-  void all_reduce(Tensor&, parallel::ReduceOp, std::string_view what) override { fail(what); }
-  std::unique_ptr<parallel::Work> all_reduce_async(Tensor&, parallel::ReduceOp,
-                                                   std::string_view what) override {
-    fail(what);
-  }
-  Tensor all_gather(const Tensor&, int64_t, std::string_view what) override { fail(what); }
-  Tensor reduce_scatter(const Tensor&, int64_t, std::string_view what) override { fail(what); }
-  void broadcast(Tensor&, int, std::string_view what) override { fail(what); }
-  void send(const Tensor&, int, std::string_view what) override { fail(what); }
-  void recv(Tensor&, int, std::string_view what) override { fail(what); }
-  std::unique_ptr<parallel::Work> send_async(const Tensor&, int, std::string_view what) override {
-    fail(what);
-  }
-  std::unique_ptr<parallel::Work> recv_async(Tensor&, int, std::string_view what) override {
-    fail(what);
-  }
-  void barrier(std::string_view what) override { fail(what); }
-  void set_timeout(std::chrono::milliseconds) override {}
-
- private:
-  [[noreturn]] static void fail(std::string_view what) {
-    throw Error("FakeGroup: unexpected collective '" + std::string(what) + "'");
-  }
-  int rank_, size_;
-  std::string name_ = "fake-tp";
-};
 
 // Every parameter of the TP model is its slice of the single-process one, bit for bit, and the
 // two list the same names with the same global shapes.
@@ -102,7 +68,8 @@ TEST(TpSharding, UnsplitParametersReportThemselvesReplicated) {
 }
 
 TEST(TpSharding, LoadParameterTakesTheGlobalTensorOrTheShard) {
-  FakeGroup g(1, 2);
+  const auto inert = parallel::testing::ThreadGroup::inert(1, 2);
+  parallel::Communicator& g = *inert;
   ColumnParallelLinear col(3, 4, false, Init::normal(1.0), Init::zeros(), g);
   const Tensor global = arange(0, 12, 1, DType::f64).view({4, 3});
   col.load_parameter("weight", global);
@@ -118,7 +85,8 @@ TEST(TpInit, EveryRankOfADecoderHoldsItsSliceOfTheSingleProcessModel) {
     auto cfg = testing::tiny_config(tied);  // 4 heads, 2 kv heads, d_ff 64, vocab 64
     const DecoderLM single(cfg, 7);
     for (int r = 0; r < 2; ++r) {
-      FakeGroup g(r, 2);
+      const auto inert = parallel::testing::ThreadGroup::inert(r, 2);
+      parallel::Communicator& g = *inert;
       cfg.tp = &g;
       const DecoderLM m(cfg, 7);
       expect_shards_of(m, single, r, 2);
@@ -142,7 +110,8 @@ TEST(TpInit, EveryRankOfBertAndT5HoldsItsSliceOfTheSingleProcessModel) {
   t.share_position_bias = false;
   const T5Model t5(t, 3);
   for (int r = 0; r < 2; ++r) {
-    FakeGroup g(r, 2);
+    const auto inert = parallel::testing::ThreadGroup::inert(r, 2);
+    parallel::Communicator& g = *inert;
     b.tp = &g;
     t.tp = &g;
     expect_shards_of(BertMLM(b, 3), bert, r, 2);
@@ -164,7 +133,8 @@ void expect_error(F&& f, const std::string& fragment) {
 }
 
 TEST(TpErrors, IndivisibleSizesNameTheQuantityTheValueAndTp) {
-  FakeGroup g(0, 3);
+  const auto inert = parallel::testing::ThreadGroup::inert(0, 3);
+  parallel::Communicator& g = *inert;
   auto dec = testing::tiny_config();
   dec.tp = &g;
   dec.n_heads = 6, dec.n_kv_heads = 3, dec.d_ff = 96, dec.vocab = 96, dec.d_model = 48;

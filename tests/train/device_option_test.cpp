@@ -5,9 +5,9 @@
 
 #include <sstream>
 
+#include "core/device_select.h"
 #include "core/error.h"
 #include "core/runtime.h"
-#include "optim/device.h"
 #include "train/trainer.h"
 
 namespace strata::train {
@@ -40,7 +40,7 @@ TEST(TrainDeviceOption, UnknownDeviceIsAnErrorListingTheValidOnes) {
 TEST(TrainDeviceOption, UnavailableGpuIsAnErrorNamingTheFix) {
   if (Runtime::get().cuda_device_count() > 0) GTEST_SKIP() << "a GPU is visible";
   const std::string e = train_error("cuda");
-  if (!optim::cuda_built())
+  if (!cuda_built())
     EXPECT_NE(e.find("-DSTRATA_CUDA=ON"), std::string::npos) << e;
   else
     EXPECT_NE(e.find("no CUDA device is visible"), std::string::npos) << e;

@@ -13,19 +13,22 @@ namespace {
 template <class T>
 constexpr bool kVec = !std::is_same_v<T, double>;
 
-constexpr double kInvSqrt2 = 0.70710678118654752440;
-constexpr double kInvSqrt2Pi = 0.39894228040143267794;
-constexpr double kSqrt2OverPi = 0.79788456080286535588;
-constexpr double kGeluCubic = 0.044715;
+using kernels::kGeluCubic;
+using kernels::kInvSqrt2;
+using kernels::kInvSqrt2Pi;
+using kernels::kSqrt2OverPi;
 
-// Each op gives the activation value v and its derivative d, as scalars in A and on 8 f32 lanes.
-struct GeluExactOp {
+// Each op gives the activation value v and its derivative d, as scalars in A (unary_math.h's
+// formulas) and on 8 f32 lanes (the same formulas in AVX2).
+template <Act kAct>
+struct ScalarVg {
   template <class A>
   static void vg(A x, A& v, A& d) {
-    const A cdf = A(0.5) * scalar::erfc(-x * A(kInvSqrt2));
-    v = x * cdf;
-    d = cdf + x * A(kInvSqrt2Pi) * scalar::exp(A(-0.5) * x * x);
+    kernels::act_vg<scalar::Math>(kAct, x, v, d);
   }
+};
+
+struct GeluExactOp : ScalarVg<Act::GeluExact> {
   STRATA_AVX2 static void vg8(__m256 x, __m256& v, __m256& d) {
     using namespace avx2;
     const __m256 cdf =
@@ -36,16 +39,7 @@ struct GeluExactOp {
   }
 };
 
-struct GeluTanhOp {
-  template <class A>
-  static void vg(A x, A& v, A& d) {
-    const A x2 = x * x;
-    const A u = A(kSqrt2OverPi) * x * (A(1) + A(kGeluCubic) * x2);
-    const A s = A(1) / (A(1) + scalar::exp(A(-2) * u));
-    v = x * s;
-    const A du = A(kSqrt2OverPi) * (A(1) + A(3 * kGeluCubic) * x2);
-    d = s + x * s * (A(1) - s) * A(2) * du;
-  }
+struct GeluTanhOp : ScalarVg<Act::GeluTanh> {
   STRATA_AVX2 static void vg8(__m256 x, __m256& v, __m256& d) {
     using namespace avx2;
     const __m256 x2 = _mm256_mul_ps(x, x);
@@ -63,13 +57,7 @@ struct GeluTanhOp {
   }
 };
 
-struct SiluOp {
-  template <class A>
-  static void vg(A x, A& v, A& d) {
-    const A s = A(1) / (A(1) + scalar::exp(-x));
-    v = x * s;
-    d = s * (A(1) + x * (A(1) - s));
-  }
+struct SiluOp : ScalarVg<Act::Silu> {
   STRATA_AVX2 static void vg8(__m256 x, __m256& v, __m256& d) {
     using namespace avx2;
     const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));

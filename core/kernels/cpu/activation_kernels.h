@@ -11,10 +11,11 @@
 #include <cstdint>
 
 #include "core/kernels/cpu/kernel_types.h"
+#include "core/kernels/unary_math.h"
 
 namespace strata::cpu {
 
-enum class Act { GeluExact, GeluTanh, Silu };
+using kernels::Act;  // the formulas: core/kernels/unary_math.h
 
 template <class T>
 void activation_forward(Act act, const T* x, T* y, int64_t n);

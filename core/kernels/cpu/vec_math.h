@@ -36,6 +36,50 @@ template <class A>
 inline A erfc(A x) {
   return std::erfc(x);
 }
+
+// The math primitives core/kernels/unary_math.h's formulas take (its M), on the host.
+struct Math {
+  template <class A>
+  static A exp(A x) {
+    return scalar::exp(x);
+  }
+  template <class A>
+  static A log(A x) {
+    return scalar::log(x);
+  }
+  template <class A>
+  static A log1p(A x) {
+    return std::log1p(x);
+  }
+  template <class A>
+  static A sqrt(A x) {
+    return std::sqrt(x);
+  }
+  template <class A>
+  static A tanh(A x) {
+    return scalar::tanh(x);
+  }
+  template <class A>
+  static A erfc(A x) {
+    return scalar::erfc(x);
+  }
+  template <class A>
+  static A pow(A x, A y) {
+    return std::pow(x, y);
+  }
+  template <class A>
+  static A sin(A x) {
+    return std::sin(x);
+  }
+  template <class A>
+  static A cos(A x) {
+    return std::cos(x);
+  }
+  template <class A>
+  static A abs(A x) {
+    return std::abs(x);
+  }
+};
 }  // namespace scalar
 
 namespace avx2 {

@@ -1,6 +1,6 @@
 // Element-wise unary/binary/where kernels, their derivatives and the gated activations, over any
-// strides and dtypes, with the CPU backend's formulas (cpu_elementwise.cpp,
-// activation_kernels.cpp): the GELU and SiLU forms there are the ones used here for every layout.
+// strides and dtypes. The scalar formulas are the CPU backend's, from the one shared header
+// (core/kernels/unary_math.h), with CUDA's math functions.
 #include <cuda_bf16.h>
 
 #include <cmath>
@@ -10,140 +10,42 @@
 #include "core/kernels/cuda/cuda_backend.h"
 #include "core/kernels/cuda/cuda_dtype.h"
 #include "core/kernels/cuda/cuda_strided.cuh"
+#include "core/kernels/unary_math.h"
 
 namespace strata::cuda {
 
 namespace {
 
-constexpr double kInvSqrt2 = 0.70710678118654752440;
-constexpr double kInvSqrt2Pi = 0.39894228040143267794;
-constexpr double kSqrt2OverPi = 0.79788456080286535588;
-constexpr double kGeluCubic = 0.044715;
+// The device math primitives of core/kernels/unary_math.h's formulas (its M), in the compute
+// type: the f32 functions for f32 and bf16, f64 for f64 and integers.
+struct DeviceMath {
+  __device__ static float exp(float x) { return expf(x); }
+  __device__ static double exp(double x) { return ::exp(x); }
+  __device__ static float log(float x) { return logf(x); }
+  __device__ static double log(double x) { return ::log(x); }
+  __device__ static float log1p(float x) { return log1pf(x); }
+  __device__ static double log1p(double x) { return ::log1p(x); }
+  __device__ static float sqrt(float x) { return sqrtf(x); }
+  __device__ static double sqrt(double x) { return ::sqrt(x); }
+  __device__ static float tanh(float x) { return tanhf(x); }
+  __device__ static double tanh(double x) { return ::tanh(x); }
+  __device__ static float erfc(float x) { return erfcf(x); }
+  __device__ static double erfc(double x) { return ::erfc(x); }
+  __device__ static float pow(float x, float y) { return powf(x, y); }
+  __device__ static double pow(double x, double y) { return ::pow(x, y); }
+  __device__ static float sin(float x) { return sinf(x); }
+  __device__ static double sin(double x) { return ::sin(x); }
+  __device__ static float cos(float x) { return cosf(x); }
+  __device__ static double cos(double x) { return ::cos(x); }
+  __device__ static float abs(float x) { return fabsf(x); }
+  __device__ static double abs(double x) { return fabs(x); }
+};
 
-// Math in the compute type: the f32 overloads for f32 and bf16, f64 for f64 and integers.
-__device__ __forceinline__ float m_exp(float x) {
-  return expf(x);
-}
-__device__ __forceinline__ double m_exp(double x) {
-  return exp(x);
-}
-__device__ __forceinline__ float m_log(float x) {
-  return logf(x);
-}
-__device__ __forceinline__ double m_log(double x) {
-  return log(x);
-}
-__device__ __forceinline__ float m_log1p(float x) {
-  return log1pf(x);
-}
-__device__ __forceinline__ double m_log1p(double x) {
-  return log1p(x);
-}
-__device__ __forceinline__ float m_sqrt(float x) {
-  return sqrtf(x);
-}
-__device__ __forceinline__ double m_sqrt(double x) {
-  return sqrt(x);
-}
-__device__ __forceinline__ float m_tanh(float x) {
-  return tanhf(x);
-}
-__device__ __forceinline__ double m_tanh(double x) {
-  return tanh(x);
-}
-__device__ __forceinline__ float m_erfc(float x) {
-  return erfcf(x);
-}
-__device__ __forceinline__ double m_erfc(double x) {
-  return erfc(x);
-}
-__device__ __forceinline__ float m_pow(float x, float y) {
-  return powf(x, y);
-}
-__device__ __forceinline__ double m_pow(double x, double y) {
-  return pow(x, y);
-}
-__device__ __forceinline__ float m_sin(float x) {
-  return sinf(x);
-}
-__device__ __forceinline__ double m_sin(double x) {
-  return sin(x);
-}
-__device__ __forceinline__ float m_cos(float x) {
-  return cosf(x);
-}
-__device__ __forceinline__ double m_cos(double x) {
-  return cos(x);
-}
-__device__ __forceinline__ float m_abs(float x) {
-  return fabsf(x);
-}
-__device__ __forceinline__ double m_abs(double x) {
-  return fabs(x);
-}
-
-// std::min / std::max as the CPU calls them: min(a, b) = b < a ? b : a, max(a, b) = a < b ? b : a.
-template <class C>
-__device__ __forceinline__ C cpp_min(C a, C b) {
-  return b < a ? b : a;
-}
-template <class C>
-__device__ __forceinline__ C cpp_max(C a, C b) {
-  return a < b ? b : a;
-}
-
-template <class C>
-__device__ __forceinline__ C sigmoid_of(C x) {
-  return x >= C(0) ? C(1) / (C(1) + m_exp(-x)) : m_exp(x) / (C(1) + m_exp(x));
-}
-
-// The activation value v and derivative d of activation_kernels.cpp's GeluExactOp, GeluTanhOp
-// and SiluOp.
-enum class Act : uint8_t { GeluExact, GeluTanh, Silu };
+using kernels::Act;
 
 template <class A>
 __device__ __forceinline__ void act_vg(Act act, A x, A& v, A& d) {
-  switch (act) {
-    case Act::GeluExact: {
-      const A cdf = A(0.5) * m_erfc(-x * A(kInvSqrt2));
-      v = x * cdf;
-      d = cdf + x * A(kInvSqrt2Pi) * m_exp(A(-0.5) * x * x);
-      return;
-    }
-    case Act::GeluTanh: {
-      const A x2 = x * x;
-      const A u = A(kSqrt2OverPi) * x * (A(1) + A(kGeluCubic) * x2);
-      const A s = A(1) / (A(1) + m_exp(A(-2) * u));
-      v = x * s;
-      const A du = A(kSqrt2OverPi) * (A(1) + A(3 * kGeluCubic) * x2);
-      d = s + x * s * (A(1) - s) * A(2) * du;
-      return;
-    }
-    case Act::Silu: {
-      const A s = A(1) / (A(1) + m_exp(-x));
-      v = x * s;
-      d = s * (A(1) + x * (A(1) - s));
-      return;
-    }
-  }
-  v = x;
-  d = A(1);
-}
-
-__host__ __device__ inline bool fused_act(UnaryOp op, Act& act) {
-  switch (op) {
-    case UnaryOp::GeluExact:
-      act = Act::GeluExact;
-      return true;
-    case UnaryOp::GeluTanh:
-      act = Act::GeluTanh;
-      return true;
-    case UnaryOp::Silu:
-      act = Act::Silu;
-      return true;
-    default:
-      return false;
-  }
+  kernels::act_vg<DeviceMath>(act, x, v, d);
 }
 
 Act to_act(GatedAct a) {
@@ -157,108 +59,6 @@ Act to_act(GatedAct a) {
   }
   return Act::Silu;
 }
-
-template <class C>
-__device__ C unary_value(UnaryOp op, C x, double pa, double pb) {
-  switch (op) {
-    case UnaryOp::Neg:
-      return -x;
-    case UnaryOp::Exp:
-      return m_exp(x);
-    case UnaryOp::Log:
-      return m_log(x);
-    case UnaryOp::Sqrt:
-      return m_sqrt(x);
-    case UnaryOp::Rsqrt:
-      return C(1) / m_sqrt(x);
-    case UnaryOp::Tanh:
-      return m_tanh(x);
-    case UnaryOp::Sigmoid:
-      return sigmoid_of(x);
-    case UnaryOp::Relu:
-      return x > C(0) ? x : C(0);
-    case UnaryOp::GeluExact:
-    case UnaryOp::GeluTanh:
-    case UnaryOp::Silu: {
-      Act act = Act::Silu;
-      fused_act(op, act);
-      C v, d;
-      act_vg(act, x, v, d);
-      return v;
-    }
-    case UnaryOp::Abs:
-      return m_abs(x);
-    case UnaryOp::LogSigmoid:  // min(x, 0) - log1p(exp(-|x|)), stable for both signs
-      return cpp_min(x, C(0)) - m_log1p(m_exp(-m_abs(x)));
-    case UnaryOp::Pow:
-      return m_pow(x, C(pa));
-    case UnaryOp::Clamp:
-      return cpp_min(cpp_max(x, C(pa)), C(pb));
-    case UnaryOp::Affine:
-      return C(pa) * x + C(pb);
-    case UnaryOp::Reciprocal:
-      return C(1) / x;
-    case UnaryOp::Sin:
-      return m_sin(x);
-    case UnaryOp::Cos:
-      return m_cos(x);
-    case UnaryOp::Square:
-      return x * x;
-  }
-  return x;
-}
-
-// d f / d x, given the input x and the output y.
-template <class C>
-__device__ C unary_derivative(UnaryOp op, C x, C y, double pa, double pb) {
-  switch (op) {
-    case UnaryOp::Neg:
-      return C(-1);
-    case UnaryOp::Exp:
-      return y;
-    case UnaryOp::Log:
-      return C(1) / x;
-    case UnaryOp::Sqrt:
-      return C(0.5) / y;
-    case UnaryOp::Rsqrt:
-      return C(-0.5) * y * y * y;
-    case UnaryOp::Tanh:
-      return C(1) - y * y;
-    case UnaryOp::Sigmoid:
-      return y * (C(1) - y);
-    case UnaryOp::Relu:
-      return x > C(0) ? C(1) : C(0);
-    case UnaryOp::GeluExact:
-    case UnaryOp::GeluTanh:
-    case UnaryOp::Silu: {
-      Act act = Act::Silu;
-      fused_act(op, act);
-      C v, d;
-      act_vg(act, x, v, d);
-      return d;
-    }
-    case UnaryOp::Abs:
-      return x > C(0) ? C(1) : (x < C(0) ? C(-1) : C(0));
-    case UnaryOp::LogSigmoid:
-      return C(1) - sigmoid_of(x);
-    case UnaryOp::Pow:
-      return C(pa) * m_pow(x, C(pa - 1));
-    case UnaryOp::Clamp:
-      return x >= C(pa) && x <= C(pb) ? C(1) : C(0);
-    case UnaryOp::Affine:
-      return C(pa);
-    case UnaryOp::Reciprocal:
-      return -y * y;
-    case UnaryOp::Sin:
-      return m_cos(x);
-    case UnaryOp::Cos:
-      return -m_sin(x);
-    case UnaryOp::Square:
-      return C(2) * x;
-  }
-  return C(0);
-}
-
 // Integers compute in f64, as on the CPU.
 template <class T>
 using unary_compute_t = std::conditional_t<std::is_integral_v<T>, double, acc_t<T>>;
@@ -271,7 +71,7 @@ struct UnaryFn {
   double pa, pb;
   __device__ void operator()(const int64_t (&off)[2]) const {
     using C = unary_compute_t<T>;
-    const C v = unary_value<C>(op, C(load_acc(x + off[1])), pa, pb);
+    const C v = kernels::unary_value<DeviceMath, C>(op, C(load_acc(x + off[1])), pa, pb);
     if constexpr (std::is_integral_v<T>)
       out[off[0]] = T(v);
     else
@@ -289,7 +89,8 @@ struct UnaryBackwardFn {
   double pa, pb;
   __device__ void operator()(const int64_t (&off)[4]) const {
     using C = acc_t<T>;
-    const C d = unary_derivative<C>(op, load_acc(x + off[1]), load_acc(y + off[2]), pa, pb);
+    const C d = kernels::unary_derivative<DeviceMath, C>(op, load_acc(x + off[1]),
+                                                         load_acc(y + off[2]), pa, pb);
     store_acc<T>(dx + off[0], C(load_acc(dy + off[3]) * d));
   }
 };

@@ -1,4 +1,4 @@
-#include "optim/device.h"
+#include "core/device_select.h"
 
 #include <cctype>
 
@@ -12,7 +12,7 @@
 #include "core/cuda/cuda_context.h"
 #endif
 
-namespace strata::optim {
+namespace strata {
 
 bool cuda_built() {
 #ifdef STRATA_HAS_CUDA
@@ -90,4 +90,4 @@ void synchronize(Device device) {
 #endif
 }
 
-}  // namespace strata::optim
+}  // namespace strata

@@ -1,13 +1,13 @@
 #pragma once
-// Choosing and describing the device a run trains on. These live in strata_optim because it is
-// the training-side library built with the CUDA runtime (optim/CMakeLists.txt); in a build
-// without CUDA they report no GPU and reject a CUDA device with an error naming the build flag.
+// Choosing and describing the device a run trains on (core/device.h is the Device value itself).
+// In a build without CUDA they report no GPU and reject a CUDA device with an error naming the
+// build flag.
 #include <string>
 
 #include "core/device.h"
 #include "core/dtype.h"
 
-namespace strata::optim {
+namespace strata {
 
 // Whether this build has the CUDA backend (-DSTRATA_CUDA=ON). The GPUs visible to the process
 // are Runtime::get().cuda_device_count().
@@ -32,4 +32,4 @@ double nominal_peak_tflops(Device device, DType compute);
 // Waits for the work queued on `device` (nothing to wait for on the CPU); for timing.
 void synchronize(Device device);
 
-}  // namespace strata::optim
+}  // namespace strata
