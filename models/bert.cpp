@@ -174,25 +174,61 @@ Tensor BertLayer::forward(const Tensor& in, const Tensor& key_padding_mask,
   return h + f;
 }
 
-BertEncoder::BertEncoder(const BertConfig& cfg) : Module("BertEncoder"), cfg_(cfg) {
+BertEncoder::BertEncoder(const BertConfig& cfg, const ModelPart& part)
+    : Module("BertEncoder"), cfg_(cfg) {
   cfg_.validate();
-  embed_ = register_module("embed", std::make_shared<BertEmbeddings>(cfg_));
-  layers_ = register_module("layers", std::make_shared<ModuleList<BertLayer>>());
-  for (int64_t i = 0; i < cfg_.n_layers; ++i)
+  part_ = part.resolved(cfg_.n_layers, "BertEncoder");
+  if (part_.pre) {
+    embed_ = register_module("embed", std::make_shared<BertEmbeddings>(cfg_));
+    word_ = embed_->word_ptr();
+  } else if (part_.post) {
+    // The replica of the word table the tied decoder reads, under the embeddings' name.
+    auto embed = register_module("embed", std::make_shared<ModuleScope>("BertEmbeddings"));
+    const Init init = Init::normal(cfg_.init_std);
+    word_ = embed->add("word",
+                       cfg_.tp != nullptr && cfg_.tp->size() > 1
+                           ? std::shared_ptr<Embedding>(std::make_shared<VocabParallelEmbedding>(
+                                 cfg_.vocab, cfg_.d_model, init, *cfg_.tp))
+                           : std::make_shared<Embedding>(cfg_.vocab, cfg_.d_model, init));
+  }
+  layers_ = register_module("layers", std::make_shared<ModuleList<BertLayer>>(part_.begin));
+  for (int64_t i = part_.begin; i < part_.end; ++i)
     layers_->push_back(std::make_shared<BertLayer>(cfg_, i));
-  final_norm_ =
-      register_module("final_norm", std::make_shared<LayerNorm>(cfg_.d_model, cfg_.norm_eps, true));
+  if (part_.post)
+    final_norm_ = register_module("final_norm",
+                                  std::make_shared<LayerNorm>(cfg_.d_model, cfg_.norm_eps, true));
+}
+
+const BertEmbeddings& BertEncoder::embed() const {
+  STRATA_CHECK(embed_ != nullptr, "BertEncoder: this part has no embeddings");
+  return *embed_;
+}
+
+Tensor BertEncoder::embed_tokens(const Tensor& ids, const RandomKey& key) const {
+  STRATA_CHECK(part_.pre, "BertEncoder::embed_tokens: this part has no embeddings");
+  check_ids(ids, cfg_.max_seq, "BertEncoder");
+  Tensor h = embed_->forward(ids);
+  if (cfg_.dropout > 0 && is_training()) h = dropout(h, cfg_.dropout, with_site(key, 0), true);
+  return h;
+}
+
+Tensor BertEncoder::run_blocks(Tensor h, const Tensor& key_padding_mask,
+                               const RandomKey& key) const {
+  for (int64_t i = part_.begin; i < part_.end; ++i) h = layer(i).forward(h, key_padding_mask, key);
+  return h;
+}
+
+Tensor BertEncoder::final_norm(const Tensor& h) const {
+  STRATA_CHECK(part_.post, "BertEncoder::final_norm: this part has no final norm");
+  return final_norm_->forward(h);
 }
 
 Tensor BertEncoder::forward(const Tensor& ids, const Tensor& key_padding_mask,
                             const RandomKey& key) const {
+  STRATA_CHECK(part_.whole(cfg_.n_layers), "BertEncoder::forward: needs the whole encoder");
   check_ids(ids, cfg_.max_seq, "BertEncoder");
   check_mask(key_padding_mask, ids, "BertEncoder");
-  Tensor h = embed_->forward(ids);
-  if (cfg_.dropout > 0 && is_training()) h = dropout(h, cfg_.dropout, with_site(key, 0), true);
-  for (int64_t i = 0; i < cfg_.n_layers; ++i)
-    h = (*layers_)[size_t(i)].forward(h, key_padding_mask, key);
-  return final_norm_->forward(h);
+  return final_norm(run_blocks(embed_tokens(ids, key), key_padding_mask, key));
 }
 
 namespace {
@@ -200,9 +236,9 @@ namespace {
 // Cramming's init leaves nn.Embedding's padding row at zero (under tensor parallelism, on the
 // rank that holds it).
 void zero_pad_row(const BertEncoder& enc, int64_t pad_id) {
-  if (pad_id < 0) return;
+  if (pad_id < 0 || enc.word_ptr() == nullptr) return;
   NoGradGuard no_grad;
-  Tensor w = enc.embed().word().weight();
+  Tensor w = enc.word_ptr()->weight();
   const int64_t row = pad_id - enc.sharding("embed.word.weight").offset();
   if (row >= 0 && row < w.size(0)) w.narrow(0, row, 1).zero_();
 }
@@ -215,22 +251,29 @@ std::shared_ptr<LMHead> tied_decoder(std::shared_ptr<const Embedding> word) {
 
 }  // namespace
 
-BertMLM::BertMLM(const BertConfig& cfg, uint64_t seed) : Module("BertMLM"), cfg_(cfg), seed_(seed) {
+BertMLM::BertMLM(const BertConfig& cfg, uint64_t seed, const ModelPart& part)
+    : Module("BertMLM"), cfg_(cfg), seed_(seed) {
   cfg_.validate();
-  encoder_ = register_module("encoder", std::make_shared<BertEncoder>(cfg_));
-  mlm_head_ = register_module(
-      "mlm_head",
-      std::make_shared<Linear>(cfg_.d_model, cfg_.d_model, false, Init::normal(cfg_.init_std)));
-  decoder_ = register_module("decoder", tied_decoder(encoder_->embed().word_ptr()));
+  encoder_ = register_module("encoder", std::make_shared<BertEncoder>(cfg_, part));
+  if (encoder_->part().post) {
+    mlm_head_ = register_module(
+        "mlm_head",
+        std::make_shared<Linear>(cfg_.d_model, cfg_.d_model, false, Init::normal(cfg_.init_std)));
+    decoder_ = register_module("decoder", tied_decoder(encoder_->word_ptr()));
+  }
   init_parameters(seed);
   zero_pad_row(*encoder_, cfg_.pad_id);
   set_precision(cfg_.precision);
 }
 
-Tensor BertMLM::forward(const Tensor& ids, const Tensor& key_padding_mask) const {
+RandomKey BertMLM::dropout_base() const {
   RandomKey key = dropout_key(seed_, step_);
   key.row_first = row_first_, key.row_stride = row_stride_;
-  return encoder_->forward(ids, key_padding_mask, key);
+  return key;
+}
+
+Tensor BertMLM::forward(const Tensor& ids, const Tensor& key_padding_mask) const {
+  return encoder_->forward(ids, key_padding_mask, dropout_base());
 }
 
 Tensor BertMLM::mlm_logits(const Tensor& hidden) const {
@@ -243,7 +286,11 @@ MLMOutput BertMLM::mlm(const Tensor& ids, const Tensor& labels,
                    (labels.dtype() == DType::i64 || labels.dtype() == DType::i32),
                "BertMLM::mlm: labels must be integer ", shape_str(ids.shape()), ", got ",
                shape_str(labels.shape()), " ", dtype_name(labels.dtype()));
-  const Tensor h = forward(ids, key_padding_mask);
+  return predict_masked(forward(ids, key_padding_mask), labels);
+}
+
+MLMOutput BertMLM::predict_masked(const Tensor& h, const Tensor& labels, StageHits* hits) const {
+  STRATA_CHECK(decoder_ != nullptr, "BertMLM::predict_masked: this part has no MLM head");
   const auto lab = as_i64(labels);
   std::vector<int64_t> pos, tgt;
   for (size_t i = 0; i < lab.size(); ++i)
@@ -263,12 +310,14 @@ MLMOutput BertMLM::mlm(const Tensor& ids, const Tensor& labels,
     const Tensor local = decoder_->local_logits(mlm_head_->forward(h.select(1, 0)));
     out.logits = zeros({0, local.size(-1)}, h.dtype());
     out.loss = sum(local) * 0.0;
+    if (hits != nullptr) *hits = {};
     return out;
   }
   const Tensor rows =
       index_select(h.reshape({h.size(0) * h.size(1), cfg_.d_model}), 0, out.positions);
   out.logits = decoder_->local_logits(mlm_head_->forward(rows));
   out.loss = decoder_->loss(out.logits, out.targets);
+  if (hits != nullptr) *hits = count_hits(decoder_->gather_logits(out.logits), out.targets);
   return out;
 }
 

@@ -31,6 +31,7 @@
 #include "models/layer_norm.h"
 #include "models/linear.h"
 #include "models/lm_head.h"
+#include "models/pipeline_stage.h"
 
 namespace strata::models {
 
@@ -119,19 +120,35 @@ class BertLayer : public Module {
 };
 
 // Embeddings, the blocks and the final LayerNorm: the part pre-training and fine-tuning share.
+// Built whole, or as `part` of it (models/pipeline_stage.h): the embeddings with `pre`, blocks
+// [begin, end), the final norm with `post`; a part with `post` but not `pre` holds a replica of
+// the word table (for the tied MLM decoder) under the same name, encoder.embed.word.
 class BertEncoder : public Module {
  public:
-  explicit BertEncoder(const BertConfig& cfg);
+  explicit BertEncoder(const BertConfig& cfg, const ModelPart& part = {});
   // ids [B, L] (i32/i64), L <= max_seq -> hidden [B, L, d] after the final norm. `dropout_key`
   // is (seed, step) as the models' set_step sets it; sites 0 (embedding), 2i+1, 2i+2 (block i).
+  // The whole encoder only.
   Tensor forward(const Tensor& ids, const Tensor& key_padding_mask,
                  const RandomKey& dropout_key) const;
-  const BertEmbeddings& embed() const { return *embed_; }
-  const BertLayer& layer(int64_t i) const { return (*layers_)[size_t(i)]; }
+  // The forward pass in its pieces, each run by the part that holds it: the embeddings with
+  // their dropout (pre), this part's blocks, the final norm (post).
+  Tensor embed_tokens(const Tensor& ids, const RandomKey& dropout_key) const;
+  Tensor run_blocks(Tensor h, const Tensor& key_padding_mask, const RandomKey& dropout_key) const;
+  Tensor final_norm(const Tensor& h) const;
+
+  const BertEmbeddings& embed() const;
+  // The word table this part holds (the embeddings', or the post part's replica).
+  std::shared_ptr<const Embedding> word_ptr() const { return word_; }
+  // Block i of the whole encoder's numbering (in this part's range).
+  const BertLayer& layer(int64_t i) const { return (*layers_)[size_t(i - part_.begin)]; }
+  const ModelPart& part() const { return part_; }
 
  private:
   BertConfig cfg_;
+  ModelPart part_;
   std::shared_ptr<BertEmbeddings> embed_;
+  std::shared_ptr<const Embedding> word_;
   std::shared_ptr<ModuleList<BertLayer>> layers_;
   std::shared_ptr<LayerNorm> final_norm_;
 };
@@ -147,8 +164,10 @@ struct MLMOutput {
 
 class BertMLM : public Module {
  public:
-  // Builds the model and initialises it from `seed` (init_parameters, then the pad row to 0).
-  BertMLM(const BertConfig& cfg, uint64_t seed);
+  // Builds the model, or `part` of it (BertEncoder's part; the MLM head and the tied decoder
+  // with `post`: a pipeline stage is such a part, models/pipeline_stage_bert.h), and initialises
+  // it from `seed` (init_parameters, then the pad row of every copy of the word table to 0).
+  BertMLM(const BertConfig& cfg, uint64_t seed, const ModelPart& part = {});
 
   // ids [B, L] -> hidden [B, L, d]. key_padding_mask: bool [B, L], true = real token.
   Tensor forward(const Tensor& ids, const Tensor& key_padding_mask = {}) const;
@@ -159,6 +178,12 @@ class BertMLM : public Module {
   // labels [B, L] integer. With no masked position the loss is an exact 0 that still
   // back-propagates (zero gradients) instead of Cramming's NaN.
   MLMOutput mlm(const Tensor& ids, const Tensor& labels, const Tensor& key_padding_mask = {}) const;
+  // The post part of mlm(): the sparse prediction and its loss from the encoder's final hidden
+  // states [B, L, d]. `hits`, when given, counts argmax hits at the labelled positions.
+  MLMOutput predict_masked(const Tensor& hidden, const Tensor& labels,
+                           StageHits* hits = nullptr) const;
+  // The dropout key of this model's step and batch rows (BertEncoder's pieces take it).
+  RandomKey dropout_base() const;
   Tensor mlm_loss(const Tensor& ids, const Tensor& labels,
                   const Tensor& key_padding_mask = {}) const {
     return mlm(ids, labels, key_padding_mask).loss;
@@ -172,6 +197,7 @@ class BertMLM : public Module {
 
   const BertConfig& config() const { return cfg_; }
   const BertEncoder& encoder() const { return *encoder_; }
+  const ModelPart& part() const { return encoder_->part(); }
 
   // The closed form of docs/models.md; equals num_parameters() of a model built from cfg.
   static int64_t count_parameters(const BertConfig& cfg);
@@ -209,6 +235,7 @@ class BertClassifier : public Module {
   int64_t num_classes() const { return classes_; }
   const BertConfig& config() const { return cfg_; }
   const BertEncoder& encoder() const { return *encoder_; }
+  const ModelPart& part() const { return encoder_->part(); }
 
   static int64_t count_parameters(const BertConfig& cfg, int64_t num_classes);
 

@@ -96,45 +96,85 @@ Tensor DecoderBlock::forward(const Tensor& in, KVCache* cache, const RandomKey& 
   return h + f;
 }
 
-DecoderLM::DecoderLM(const DecoderConfig& cfg, uint64_t seed)
+DecoderLM::DecoderLM(const DecoderConfig& cfg, uint64_t seed, const ModelPart& part)
     : CausalLM("DecoderLM"), cfg_(cfg), seed_(seed) {
   cfg_.validate();
-  const Init init = Init::normal(cfg.init_std);
-  if (tp_active(cfg_)) {
-    auto embed = std::make_shared<VocabParallelEmbedding>(cfg.vocab, cfg.d_model, init, *cfg.tp);
-    embed_ = register_module("embed", embed);
-    lm_head_ = cfg.tie_embeddings
-                   ? std::make_shared<ParallelLMHead>(embed)
-                   : std::make_shared<ParallelLMHead>(cfg.d_model, cfg.vocab, init, *cfg.tp);
-  } else {
-    embed_ = register_module("embed", std::make_shared<Embedding>(cfg.vocab, cfg.d_model, init));
-    lm_head_ = cfg.tie_embeddings
-                   ? std::make_shared<LMHead>(std::shared_ptr<const Embedding>(embed_))
-                   : std::make_shared<LMHead>(cfg.d_model, cfg.vocab, init);
+  part_ = part.resolved(cfg_.n_layers, "DecoderLM");
+  const Init init = Init::normal(cfg_.init_std);
+  // The whole model's registration order (embed, layers, norm, lm_head), so every part lists its
+  // parameters in that order and Philox keys each by the same full name.
+  const bool want_embed = part_.pre || (part_.post && cfg_.tie_embeddings);
+  std::shared_ptr<VocabParallelEmbedding> tp_embed;
+  if (want_embed && tp_active(cfg_)) {
+    tp_embed = std::make_shared<VocabParallelEmbedding>(cfg_.vocab, cfg_.d_model, init, *cfg_.tp);
+    embed_ = register_module("embed", tp_embed);
+  } else if (want_embed) {
+    embed_ = register_module("embed", std::make_shared<Embedding>(cfg_.vocab, cfg_.d_model, init));
   }
-  layers_ = register_module("layers", std::make_shared<ModuleList<DecoderBlock>>());
-  for (int64_t i = 0; i < cfg.n_layers; ++i)
-    layers_->push_back(std::make_shared<DecoderBlock>(cfg, i));
-  norm_ = register_module("norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
-  register_module("lm_head", lm_head_);
+  layers_ = register_module("layers", std::make_shared<ModuleList<DecoderBlock>>(part_.begin));
+  for (int64_t i = part_.begin; i < part_.end; ++i)
+    layers_->push_back(std::make_shared<DecoderBlock>(cfg_, i));
+  if (part_.post) {
+    norm_ = register_module("norm", std::make_shared<RMSNorm>(cfg_.d_model, cfg_.norm_eps));
+    if (tp_active(cfg_))
+      lm_head_ = cfg_.tie_embeddings
+                     ? std::make_shared<ParallelLMHead>(tp_embed)
+                     : std::make_shared<ParallelLMHead>(cfg_.d_model, cfg_.vocab, init, *cfg_.tp);
+    else
+      lm_head_ = cfg_.tie_embeddings
+                     ? std::make_shared<LMHead>(std::shared_ptr<const Embedding>(embed_))
+                     : std::make_shared<LMHead>(cfg_.d_model, cfg_.vocab, init);
+    register_module("lm_head", lm_head_);
+  }
   init_parameters(seed);
   set_precision(cfg_.precision);
 }
 
-Tensor DecoderLM::hidden(const Tensor& ids, ModelCache* cache) const {
+void DecoderLM::check_whole(const char* what) const {
+  STRATA_CHECK(part_.whole(cfg_.n_layers), "DecoderLM::", what,
+               ": needs the whole model, this holds blocks [", part_.begin, ", ", part_.end, ")",
+               part_.pre ? " with the embedding" : "", part_.post ? " with the head" : "");
+}
+
+RandomKey DecoderLM::dropout_base() const {
+  // Site 0 is the embedding; the blocks add their own sites (DecoderBlock::forward).
+  RandomKey key = dropout_key(seed_, step_, 0);
+  key.row_first = row_first_, key.row_stride = row_stride_;
+  return key;
+}
+
+Tensor DecoderLM::embed_tokens(const Tensor& ids) const {
+  STRATA_CHECK(part_.pre, "DecoderLM::embed_tokens: this part has no embedding");
   STRATA_CHECK(ids.dim() == 2 && (ids.dtype() == DType::i64 || ids.dtype() == DType::i32),
                "DecoderLM: expected integer ids [B, L], got ", shape_str(ids.shape()), " ",
                dtype_name(ids.dtype()));
-  if (cache != nullptr)
+  Tensor h = embed_->forward(ids);
+  if (cfg_.dropout > 0 && is_training()) h = dropout(h, cfg_.dropout, dropout_base(), true);
+  return h;
+}
+
+Tensor DecoderLM::run_blocks(Tensor h, ModelCache* cache) const {
+  if (cache != nullptr) {
+    check_whole("run_blocks with a cache");
     STRATA_CHECK(int64_t(cache->layers.size()) == cfg_.n_layers, "DecoderLM: cache has ",
                  cache->layers.size(), " layers, the model ", cfg_.n_layers);
-  RandomKey key = dropout_key(seed_, step_, 0);
-  key.row_first = row_first_, key.row_stride = row_stride_;
-  Tensor h = embed_->forward(ids);
-  if (cfg_.dropout > 0 && is_training()) h = dropout(h, cfg_.dropout, key, true);
-  for (int64_t i = 0; i < cfg_.n_layers; ++i)
-    h = (*layers_)[size_t(i)].forward(h, cache ? cache->layers[size_t(i)].get() : nullptr, key);
-  return norm_->forward(h);
+  }
+  const RandomKey key = dropout_base();
+  for (int64_t i = part_.begin; i < part_.end; ++i)
+    h = layer(i).forward(h, cache ? cache->layers[size_t(i)].get() : nullptr, key);
+  return h;
+}
+
+Tensor DecoderLM::head_loss(const Tensor& h, const Tensor& targets, StageHits* hits) const {
+  STRATA_CHECK(part_.post, "DecoderLM::head_loss: this part has no head");
+  const Tensor local = lm_head_->local_logits(norm_->forward(h));
+  if (hits != nullptr) *hits = count_hits(lm_head_->gather_logits(local), targets);
+  return lm_head_->loss(local, targets);
+}
+
+Tensor DecoderLM::hidden(const Tensor& ids, ModelCache* cache) const {
+  check_whole("hidden");
+  return norm_->forward(run_blocks(embed_tokens(ids), cache));
 }
 
 Tensor DecoderLM::forward(const Tensor& ids) const {
@@ -146,22 +186,24 @@ Tensor DecoderLM::forward_step(const Tensor& ids, ModelCache& cache) const {
 }
 
 ModelCache DecoderLM::make_cache(int64_t batch, int64_t capacity) const {
+  check_whole("make_cache");
   ModelCache c;
   for (int64_t i = 0; i < cfg_.n_layers; ++i)
-    c.layers.push_back(
-        std::make_unique<DenseKVCache>(batch, cfg_.kv_heads() / tp_size(cfg_), cfg_.head_dim(),
-                                       capacity > 0 ? capacity : cfg_.max_seq,
-                                       precision().compute_dtype(dtype())));
+    c.layers.push_back(std::make_unique<DenseKVCache>(
+        batch, cfg_.kv_heads() / tp_size(cfg_), cfg_.head_dim(),
+        capacity > 0 ? capacity : cfg_.max_seq, precision().compute_dtype(dtype())));
   return c;
 }
 
 Tensor DecoderLM::loss(const Tensor& ids, const Tensor& targets) const {
+  check_whole("loss");
   STRATA_CHECK(targets.shape() == ids.shape(), "DecoderLM::loss: targets ",
                shape_str(targets.shape()), " must match ids ", shape_str(ids.shape()));
-  return lm_head_->loss(lm_head_->local_logits(hidden(ids)), targets);
+  return head_loss(run_blocks(embed_tokens(ids)), targets);
 }
 
 int64_t DecoderLM::num_non_embedding_parameters() const {
+  check_whole("num_non_embedding_parameters");
   return num_parameters() - embed_->weight().numel();
 }
 

@@ -16,6 +16,7 @@
 #include "models/embedding.h"
 #include "models/feed_forward.h"
 #include "models/lm_head.h"
+#include "models/pipeline_stage.h"
 #include "models/rms_norm.h"
 
 namespace strata::models {
@@ -82,8 +83,23 @@ class DecoderBlock : public Module {
 
 class DecoderLM : public CausalLM {
  public:
-  // Builds the model and initialises it from `seed` (Module::init_parameters).
-  DecoderLM(const DecoderConfig& cfg, uint64_t seed);
+  // Builds the model, or `part` of it (models/pipeline_stage.h: a pipeline stage is a range of
+  // the blocks, with the embedding on the first and the final norm, head and loss on the last),
+  // and initialises it from `seed` (Module::init_parameters). A part with the head but not the
+  // embedding holds a replica of a tied embedding for its head.
+  DecoderLM(const DecoderConfig& cfg, uint64_t seed, const ModelPart& part = {});
+
+  // The forward pass in its three pieces, each run by the part that holds it.
+  // pre: the token embeddings of ids [B, L] integer, with the embedding dropout.
+  Tensor embed_tokens(const Tensor& ids) const;
+  // This part's blocks over the residual stream h [B, L, d_model]; `cache` (the whole model's
+  // decoding caches, one per layer) only for the whole model.
+  Tensor run_blocks(Tensor h, ModelCache* cache = nullptr) const;
+  // post: the mean next-token cross-entropy of the last block's output h against targets [B, L]
+  // (-100 skipped); under tensor parallelism vocab-parallel, the full logits never gathered.
+  // `hits`, when given, counts argmax hits among the positions with a target.
+  Tensor head_loss(const Tensor& h, const Tensor& targets, StageHits* hits = nullptr) const;
+  const ModelPart& part() const { return part_; }
 
   Tensor forward(const Tensor& ids) const override;
   Tensor forward_step(const Tensor& ids, ModelCache& cache) const override;
@@ -117,10 +133,15 @@ class DecoderLM : public CausalLM {
   static double flops_per_token(const DecoderConfig& cfg, int64_t seq_len);
 
   const DecoderConfig& config() const { return cfg_; }
-  const DecoderBlock& layer(int64_t i) const { return (*layers_)[size_t(i)]; }
+  // Block i of the whole model's numbering (in this part's range).
+  const DecoderBlock& layer(int64_t i) const { return (*layers_)[size_t(i - part_.begin)]; }
 
  private:
+  void check_whole(const char* what) const;
+  RandomKey dropout_base() const;
+
   DecoderConfig cfg_;
+  ModelPart part_;
   uint64_t seed_;
   uint64_t step_ = 0;
   int64_t row_first_ = 0, row_stride_ = 1;

@@ -149,7 +149,7 @@ class Module {
 
   std::string type_name_;
   bool training_ = true;
-  Precision precision_;  // mixed precision (set_precision)
+  Precision precision_;       // mixed precision (set_precision)
   std::deque<Param> params_;  // deque: references to slots stay valid as more are registered
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
 };
@@ -158,15 +158,19 @@ class Module {
 template <class M>
 class ModuleList : public Module {
  public:
-  ModuleList() : Module("ModuleList") {}
+  // `first`: the index the first item is named by, for a list that holds items [first, ...) of a
+  // longer one (a pipeline stage's blocks keep the whole model's names).
+  explicit ModuleList(int64_t first = 0) : Module("ModuleList"), first_(first) {}
   void push_back(std::shared_ptr<M> m) {
-    items_.push_back(register_module(std::to_string(items_.size()), std::move(m)));
+    items_.push_back(
+        register_module(std::to_string(first_ + int64_t(items_.size())), std::move(m)));
   }
   size_t size() const { return items_.size(); }
   M& operator[](size_t i) const { return *items_.at(i); }
   const std::vector<std::shared_ptr<M>>& items() const { return items_; }
 
  private:
+  int64_t first_;
   std::vector<std::shared_ptr<M>> items_;
 };
 

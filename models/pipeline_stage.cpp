@@ -5,6 +5,23 @@
 
 namespace strata::models {
 
+ModelPart ModelPart::stage(const StageLayout& layout, int stage, int64_t blocks, const char* who,
+                           const std::string& blocks_text) {
+  STRATA_CHECK(layout.blocks() == blocks, who, ": the layout ", layout.str(), " covers ",
+               layout.blocks(), " blocks but the model has ", blocks_text);
+  STRATA_CHECK(stage >= 0 && stage < layout.stages(), who, ": stage ", stage, " of the layout ",
+               layout.str());
+  return {layout.begin(stage), layout.end(stage), stage == 0, stage == layout.stages() - 1};
+}
+
+ModelPart ModelPart::resolved(int64_t blocks, const char* who) const {
+  ModelPart p = *this;
+  if (p.end < 0) p.end = blocks;
+  STRATA_CHECK(0 <= p.begin && p.begin <= p.end && p.end <= blocks, who, ": part [", p.begin, ", ",
+               p.end, ") of ", blocks, " blocks");
+  return p;
+}
+
 namespace {
 
 std::string counts_str(const std::vector<int64_t>& counts) {

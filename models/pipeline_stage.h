@@ -37,6 +37,26 @@ class StageLayout {
   std::vector<int64_t> bounds_;  // stages + 1 prefix sums
 };
 
+// The part of a model one instance holds: blocks [begin, end) of the model's blocks in execution
+// order, the "pre" part (the embeddings) when `pre`, and the "post" part (the final norm, the head
+// and the loss) when `post`. The default is the whole model. Each model is defined once, with a
+// constructor that takes its part, and a pipeline stage is the part StageLayout gives it
+// (ModelPart::stage); every part keeps the whole model's parameter names and initial values.
+struct ModelPart {
+  int64_t begin = 0, end = -1;  // -1: every block
+  bool pre = true, post = true;
+
+  // Stage `stage` of `layout`, after checking that the layout covers the model's `blocks`;
+  // errors name `who` and describe the model's blocks as `blocks_text` ("n_layers 2").
+  static ModelPart stage(const StageLayout& layout, int stage, int64_t blocks, const char* who,
+                         const std::string& blocks_text);
+  // end resolved against the model's block count, and the range checked.
+  ModelPart resolved(int64_t blocks, const char* who) const;
+  bool whole(int64_t blocks) const {
+    return pre && post && begin == 0 && (end < 0 || end == blocks);
+  }
+};
+
 // A module without parameters of its own that only groups children under a name, so that a
 // stage holding decoder block 3 can register it as "decoder" -> "layers" -> "3".
 class ModuleScope : public Module {

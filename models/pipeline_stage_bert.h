@@ -1,9 +1,11 @@
 #pragma once
-// One pipeline stage of BertMLM (models/bert.h). The first stage owns `encoder.embed`, the last
-// `encoder.final_norm`, `mlm_head`, the tied decoder and the loss; each owns its range of
-// `encoder.layers.<i>`. The MLM decoder is tied to the word embedding, so the last stage holds a
-// replica of `encoder.embed.word.weight` (tied_parameters(); the executor sums the replicas'
-// gradients). Between stages travels the hidden state [b, L, d].
+// One pipeline stage of BertMLM (models/bert.h): the BertMLM part that holds the stage's range
+// of `encoder.layers.<i>`, with `encoder.embed` on the first stage and `encoder.final_norm`,
+// `mlm_head`, the tied decoder and the loss on the last. The forward pass is BertMLM's own
+// (BertEncoder::embed_tokens / run_blocks / final_norm, BertMLM::predict_masked); this class only
+// feeds it micro-batches and declares what crosses the boundary (the hidden state [b, L, d]).
+// The MLM decoder is tied to the word embedding, so the last stage holds a replica of
+// `encoder.embed.word.weight` (tied_parameters(); the executor sums the replicas' gradients).
 #include <vector>
 
 #include "models/bert.h"
@@ -18,16 +20,14 @@ struct BertMicroBatch {
   Tensor mask;    // bool [b, L] (true = real token) or undefined
 };
 
-class BertStage : public Module, public parallel::StageCompute {
+class BertStage : public BertMLM, public parallel::StageCompute {
  public:
   // Builds and initialises (from `seed`, as BertMLM) the parameters stage `stage` owns.
   BertStage(const BertConfig& cfg, uint64_t seed, const StageLayout& layout, int stage);
 
-  // The step's micro-batches, the same on every stage.
+  // The step's micro-batches, the same on every stage. Dropout steps and batch rows:
+  // BertMLM::set_step, set_batch_rows.
   void set_micro_batches(std::vector<BertMicroBatch> batches);
-  void set_step(uint64_t step) { step_ = step; }
-  // The micro-batches' rows within the batch the masks are drawn for, as BertMLM.
-  void set_batch_rows(int64_t first, int64_t stride) { row_first_ = first, row_stride_ = stride; }
 
   int stage() const { return stage_; }
   bool is_first() const { return stage_ == 0; }
@@ -43,22 +43,12 @@ class BertStage : public Module, public parallel::StageCompute {
 
  private:
   const BertMicroBatch& batch(int64_t micro) const;
-  Tensor mlm_loss(const Tensor& hidden, const Tensor& labels);  // records hits_ in eval mode
+  parallel::TensorSpec hidden_spec(int64_t micro) const;
 
-  BertConfig cfg_;
-  uint64_t seed_;
-  uint64_t step_ = 0;
-  int64_t row_first_ = 0, row_stride_ = 1;
   StageHits hits_;
   StageLayout layout_;
   int stage_;
   std::vector<BertMicroBatch> batches_;
-  std::shared_ptr<BertEmbeddings> embed_;  // first stage
-  std::shared_ptr<const Embedding> word_;  // the word table here: embed_'s, or the last's replica
-  std::vector<std::shared_ptr<BertLayer>> blocks_;
-  std::shared_ptr<LayerNorm> final_norm_;
-  std::shared_ptr<Linear> mlm_head_;
-  std::shared_ptr<LMHead> decoder_;
 };
 
 }  // namespace strata::models

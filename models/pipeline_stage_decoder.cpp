@@ -1,54 +1,15 @@
 #include "models/pipeline_stage_decoder.h"
 
 #include "core/error.h"
-#include "core/ops.h"
-#include "core/random/philox.h"
-#include "models/tp_embedding.h"
-#include "models/tp_lm_head.h"
 
 namespace strata::models {
-
 DecoderStage::DecoderStage(const DecoderConfig& cfg, uint64_t seed, const StageLayout& layout,
                            int stage)
-    : Module("DecoderStage"), cfg_(cfg), seed_(seed), layout_(layout), stage_(stage) {
-  cfg_.validate();
-  STRATA_CHECK(layout_.blocks() == cfg_.n_layers, "DecoderStage: the layout ", layout_.str(),
-               " covers ", layout_.blocks(), " blocks but the model has n_layers ", cfg_.n_layers);
-  STRATA_CHECK(stage >= 0 && stage < layout_.stages(), "DecoderStage: stage ", stage,
-               " of the layout ", layout_.str());
-  // The same modules as DecoderLM's constructor (decoder_lm.cpp), in its registration order, so
-  // the stage lists its parameters in the whole model's order; tensor parallelism (cfg.tp) splits
-  // the embedding and the head as there.
-  const Init init = Init::normal(cfg_.init_std);
-  const bool tp = cfg_.tp != nullptr && cfg_.tp->size() > 1;
-  std::shared_ptr<VocabParallelEmbedding> tp_embed;
-  if (is_first() || (is_last() && cfg_.tie_embeddings)) {
-    if (tp) {
-      tp_embed = std::make_shared<VocabParallelEmbedding>(cfg_.vocab, cfg_.d_model, init, *cfg_.tp);
-      embed_ = register_module("embed", tp_embed);
-    } else {
-      embed_ =
-          register_module("embed", std::make_shared<Embedding>(cfg_.vocab, cfg_.d_model, init));
-    }
-  }
-  auto layers = register_module("layers", std::make_shared<ModuleScope>("ModuleList"));
-  for (int64_t i = layout_.begin(stage); i < layout_.end(stage); ++i)
-    blocks_.push_back(layers->add(std::to_string(i), std::make_shared<DecoderBlock>(cfg_, i)));
-  if (is_last()) {
-    norm_ = register_module("norm", std::make_shared<RMSNorm>(cfg_.d_model, cfg_.norm_eps));
-    if (tp)
-      lm_head_ = cfg_.tie_embeddings
-                     ? std::make_shared<ParallelLMHead>(tp_embed)
-                     : std::make_shared<ParallelLMHead>(cfg_.d_model, cfg_.vocab, init, *cfg_.tp);
-    else
-      lm_head_ = cfg_.tie_embeddings
-                     ? std::make_shared<LMHead>(std::shared_ptr<const Embedding>(embed_))
-                     : std::make_shared<LMHead>(cfg_.d_model, cfg_.vocab, init);
-    register_module("lm_head", lm_head_);
-  }
-  init_parameters(seed);
-  set_precision(cfg_.precision);
-}
+    : DecoderLM(cfg, seed,
+                ModelPart::stage(layout, stage, cfg.n_layers, "DecoderStage",
+                                 "n_layers " + std::to_string(cfg.n_layers))),
+      layout_(layout),
+      stage_(stage) {}
 
 void DecoderStage::set_micro_batches(std::vector<DecoderMicroBatch> batches) {
   for (size_t i = 0; i < batches.size(); ++i) {
@@ -71,7 +32,7 @@ const DecoderMicroBatch& DecoderStage::batch(int64_t micro) const {
 parallel::TensorSpec DecoderStage::hidden_spec(int64_t micro) const {
   const Tensor& ids = batch(micro).ids;
   // The residual stream crosses the stage boundary (f32 under bf16 compute as well).
-  return {{ids.size(0), ids.size(1), cfg_.d_model}, precision().residual_dtype(dtype())};
+  return {{ids.size(0), ids.size(1), config().d_model}, precision().residual_dtype(dtype())};
 }
 
 std::vector<parallel::TensorSpec> DecoderStage::input_specs(int64_t micro) const {
@@ -88,26 +49,14 @@ std::vector<Tensor> DecoderStage::forward(int64_t micro, const std::vector<Tenso
   const DecoderMicroBatch& mb = batch(micro);
   STRATA_CHECK(inputs.size() == (is_first() ? 0u : 1u), "DecoderStage: stage ", stage_, " got ",
                inputs.size(), " inputs");
-  // The same key and sites as DecoderLM::hidden (decoder_lm.cpp): site 0 is the embedding, the
-  // blocks add their own sites.
-  const RandomKey key{seed_, uint32_t(RngStream::Dropout), step_, 0, row_first_, row_stride_};
-  Tensor h;
-  if (is_first()) {
-    h = embed_->forward(mb.ids);
-    if (cfg_.dropout > 0 && is_training()) h = dropout(h, cfg_.dropout, key, true);
-  } else {
-    h = inputs[0];
-  }
-  for (const auto& block : blocks_) h = block->forward(h, nullptr, key);
+  const Tensor h = run_blocks(is_first() ? embed_tokens(mb.ids) : inputs[0]);
   if (!is_last()) return {h};
-  const Tensor local = lm_head_->local_logits(norm_->forward(h));
-  if (!is_training()) hits_ = count_hits(lm_head_->gather_logits(local), mb.targets);
-  return {lm_head_->loss(local, mb.targets)};
+  return {head_loss(h, mb.targets, is_training() ? nullptr : &hits_)};
 }
 
 std::vector<Tensor> DecoderStage::tied_parameters() const {
-  if (!cfg_.tie_embeddings || is_first() == is_last()) return {};
-  return {embed_->weight()};
+  if (!config().tie_embeddings || is_first() == is_last()) return {};
+  return {parameter("embed.weight")};
 }
 
 }  // namespace strata::models

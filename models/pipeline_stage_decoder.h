@@ -1,8 +1,10 @@
 #pragma once
-// One pipeline stage of DecoderLM (models/decoder_lm.h). The first stage owns `embed`, the last
-// `norm`, `lm_head` and the loss; each owns its range of `layers.<i>`. With tied embeddings the
-// last stage holds a replica of `embed.weight` for its head (tied_parameters() lists it; the
-// executor sums the two replicas' gradients). Between stages travels the hidden state [b, L, d].
+// One pipeline stage of DecoderLM (models/decoder_lm.h): the DecoderLM part that holds the
+// stage's range of blocks, with the embedding on the first stage and the final norm, head and
+// loss on the last. The forward pass is DecoderLM's own (embed_tokens, run_blocks, head_loss);
+// this class only feeds it micro-batches and declares what crosses the stage boundary (the
+// hidden state [b, L, d]). With tied embeddings the last stage holds a replica of `embed.weight`
+// for its head (tied_parameters() lists it; the executor sums the two replicas' gradients).
 #include <vector>
 
 #include "models/decoder_lm.h"
@@ -16,18 +18,15 @@ struct DecoderMicroBatch {
   Tensor targets;  // [b, L] integer, -100 ignored
 };
 
-class DecoderStage : public Module, public parallel::StageCompute {
+class DecoderStage : public DecoderLM, public parallel::StageCompute {
  public:
   // Builds and initialises (from `seed`, as DecoderLM) the parameters stage `stage` owns.
   DecoderStage(const DecoderConfig& cfg, uint64_t seed, const StageLayout& layout, int stage);
 
   // The step's micro-batches; every stage is given the same ones (the first reads ids, the last
-  // targets, every stage their shape).
+  // targets, every stage their shape). Dropout steps and batch rows: DecoderLM::set_step,
+  // set_batch_rows.
   void set_micro_batches(std::vector<DecoderMicroBatch> batches);
-  // Dropout masks are keyed by (seed, site, step), as DecoderLM::set_step.
-  void set_step(uint64_t step) { step_ = step; }
-  // The micro-batches' rows within the batch the masks are drawn for, as DecoderLM.
-  void set_batch_rows(int64_t first, int64_t stride) { row_first_ = first, row_stride_ = stride; }
 
   int stage() const { return stage_; }
   bool is_first() const { return stage_ == 0; }
@@ -46,18 +45,10 @@ class DecoderStage : public Module, public parallel::StageCompute {
   const DecoderMicroBatch& batch(int64_t micro) const;
   parallel::TensorSpec hidden_spec(int64_t micro) const;
 
-  DecoderConfig cfg_;
-  uint64_t seed_;
-  uint64_t step_ = 0;
-  int64_t row_first_ = 0, row_stride_ = 1;
   StageHits hits_;
   StageLayout layout_;
   int stage_;
   std::vector<DecoderMicroBatch> batches_;
-  std::shared_ptr<Embedding> embed_;  // first stage; the last too (a replica) when tied
-  std::vector<std::shared_ptr<DecoderBlock>> blocks_;
-  std::shared_ptr<RMSNorm> norm_;
-  std::shared_ptr<LMHead> lm_head_;
 };
 
 }  // namespace strata::models
