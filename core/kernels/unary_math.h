@@ -27,6 +27,12 @@ inline constexpr double kGeluCubic = 0.044715;
 // The activations with fused kernels (forward, backward, gated).
 enum class Act : uint8_t { GeluExact, GeluTanh, Silu };
 
+// A value and a derivative (std::pair is not usable in device code).
+template <class C>
+struct Pair {
+  C first, second;
+};
+
 // std::min / std::max as the C++ library defines them (min(a, b) = b < a ? b : a), so NaN
 // propagates the same way on both backends.
 template <class C>
@@ -93,6 +99,16 @@ STRATA_HOST_DEVICE bool fused_act(UnaryOp op, Act& act) {
   }
 }
 
+// The value and derivative of an activation op (GeluExact, GeluTanh, Silu) at x.
+template <class M, class C>
+STRATA_HOST_DEVICE Pair<C> unary_act_vg(UnaryOp op, C x) {
+  Act act = Act::Silu;
+  fused_act(op, act);
+  Pair<C> vd;
+  act_vg<M>(act, x, vd.first, vd.second);
+  return vd;
+}
+
 // f(x) for op with parameters (pa, pb) (Pow's exponent, Clamp's bounds, Affine's scale and shift).
 template <class M, class C>
 STRATA_HOST_DEVICE C unary_value(UnaryOp op, C x, double pa, double pb) {
@@ -115,13 +131,8 @@ STRATA_HOST_DEVICE C unary_value(UnaryOp op, C x, double pa, double pb) {
       return x > C(0) ? x : C(0);
     case UnaryOp::GeluExact:
     case UnaryOp::GeluTanh:
-    case UnaryOp::Silu: {
-      Act act = Act::Silu;
-      fused_act(op, act);
-      C v, d;
-      act_vg<M>(act, x, v, d);
-      return v;
-    }
+    case UnaryOp::Silu:
+      return unary_act_vg<M>(op, x).first;
     case UnaryOp::Abs:
       return M::abs(x);
     case UnaryOp::LogSigmoid:  // min(x, 0) - log1p(exp(-|x|)), stable for both signs
@@ -166,13 +177,8 @@ STRATA_HOST_DEVICE C unary_derivative(UnaryOp op, C x, C y, double pa, double pb
       return x > C(0) ? C(1) : C(0);
     case UnaryOp::GeluExact:
     case UnaryOp::GeluTanh:
-    case UnaryOp::Silu: {
-      Act act = Act::Silu;
-      fused_act(op, act);
-      C v, d;
-      act_vg<M>(act, x, v, d);
-      return d;
-    }
+    case UnaryOp::Silu:
+      return unary_act_vg<M>(op, x).second;
     case UnaryOp::Abs:
       return x > C(0) ? C(1) : (x < C(0) ? C(-1) : C(0));
     case UnaryOp::LogSigmoid:

@@ -4,24 +4,7 @@
 #   bench_flags_test.sh BENCH_DIR
 set -uo pipefail
 dir="$1"
-failures=0
-checked=0
-
-expect() {
-  local name="$1" rc="$2" pattern="$3"
-  shift 4
-  local out got
-  out="$(timeout 60 "$@" 2>&1)"
-  got=$?
-  checked=$((checked + 1))
-  if [[ $got -ne $rc ]] || ! grep -qE -- "$pattern" <<<"$out"; then
-    echo "FAIL $name: exit $got (expected $rc), output:"
-    echo "$out" | head -5 | sed 's/^/    /'
-    failures=$((failures + 1))
-  else
-    echo "ok   $name"
-  fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
 
 for b in "$dir"/strata_bench_*; do
   [[ -x $b ]] || continue

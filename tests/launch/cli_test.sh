@@ -8,24 +8,7 @@ fixtures="$2"
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-failures=0
-
-# expect NAME EXPECTED_RC PATTERN -- COMMAND...: runs COMMAND, checks its exit code and that its
-# output (stdout and stderr together) matches PATTERN.
-expect() {
-  local name="$1" rc="$2" pattern="$3"
-  shift 4
-  local out got
-  out="$("$@" 2>&1)"
-  got=$?
-  if [[ $got -ne $rc ]] || ! grep -qE -- "$pattern" <<<"$out"; then
-    echo "FAIL $name: exit $got (expected $rc), output:"
-    echo "$out" | sed 's/^/    /'
-    failures=$((failures + 1))
-  else
-    echo "ok   $name"
-  fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
 
 expect no-command 2 "usage: strata <command>" -- "$strata"
 expect help 0 "prepare" -- "$strata" --help
