@@ -1,10 +1,12 @@
 #pragma once
-// One pipeline stage of T5Model (models/t5.h). The blocks are numbered in execution order, the
-// encoder's then the decoder's, and the stage owns a contiguous range of them, so encoder stages
-// come before decoder stages (a stage may hold the end of one stack and the start of the other).
-// The first stage owns `shared` and embeds both the encoder input and the decoder input (so the
-// table lives on one stage only); the stage with the last encoder block owns `encoder.norm`, the
-// last stage `decoder.norm`, `lm_head` and the loss.
+// One pipeline stage of T5Model (models/t5.h): the T5Model part that holds the stage's range of
+// blocks; the forward pass is T5Model's own (embed, the stacks' run_blocks and finish,
+// head_loss), and this class routes what crosses the boundary. The blocks are numbered in execution
+// order, the encoder's then the decoder's, and the stage owns a contiguous range of them, so
+// encoder stages come before decoder stages (a stage may hold the end of one stack and the start of
+// the other). The first stage owns `shared` and embeds both the encoder input and the decoder input
+// (so the table lives on one stage only); the stage with the last encoder block owns
+// `encoder.norm`, the last stage `decoder.norm`, `lm_head` and the loss.
 //
 // What crosses the boundary after b blocks (n = encoder blocks):
 //   b < n:  encoder hidden [B, Ls, d], decoder input embedding [B, Lt, d],
@@ -29,23 +31,18 @@ struct T5MicroBatch {
   Tensor encoder_mask;  // [b, Ls] bool or integer (nonzero = real token), or undefined
 };
 
-class T5Stage : public Module, public parallel::StageCompute {
+class T5Stage : public T5Model, public parallel::StageCompute {
  public:
   // layout covers n_layers + decoder_layers() blocks. Builds and initialises (from `seed`, as
   // T5Model) the parameters stage `stage` owns.
   T5Stage(const T5Config& cfg, uint64_t seed, const StageLayout& layout, int stage);
 
+  // Dropout steps and batch rows: T5Model::set_step, set_batch_rows.
   void set_micro_batches(std::vector<T5MicroBatch> batches);
-  void set_step(uint64_t step) { step_ = step; }
-  // The batch rows this model sees are rows first, first + stride, ... of the batch the masks are
-  // drawn for (a data-parallel rank's rows; RandomKey::row_first). Default 0 / 1.
-  void set_batch_rows(int64_t first, int64_t stride) { row_first_ = first, row_stride_ = stride; }
 
   int stage() const { return stage_; }
   bool is_first() const { return stage_ == 0; }
   bool is_last() const { return stage_ == layout_.stages() - 1; }
-  // All blocks of both stacks: what a StageLayout for T5 covers.
-  static int64_t num_blocks(const T5Config& cfg) { return cfg.n_layers + cfg.decoder_layers(); }
 
   std::vector<parallel::TensorSpec> input_specs(int64_t micro) const override;
   std::vector<parallel::TensorSpec> output_specs(int64_t micro) const override;
@@ -59,21 +56,11 @@ class T5Stage : public Module, public parallel::StageCompute {
   std::vector<Wire> wire_at(int64_t boundary) const;
   std::vector<parallel::TensorSpec> specs_at(int64_t boundary, int64_t micro) const;
   const T5MicroBatch& batch(int64_t micro) const;
-  RandomKey dropout_key(uint32_t stack) const;
 
-  T5Config cfg_;
-  uint64_t seed_;
-  uint64_t step_ = 0;
-  int64_t row_first_ = 0, row_stride_ = 1;
   StageHits hits_;
   StageLayout layout_;
   int stage_;
   std::vector<T5MicroBatch> batches_;
-  std::shared_ptr<Embedding> shared_;
-  std::vector<std::shared_ptr<T5EncoderBlock>> enc_blocks_;
-  std::vector<std::shared_ptr<T5DecoderBlock>> dec_blocks_;
-  std::shared_ptr<RMSNorm> enc_norm_, dec_norm_;
-  std::shared_ptr<LMHead> lm_head_;
 };
 
 }  // namespace strata::models

@@ -153,8 +153,8 @@ Tensor T5EncoderBlock::forward(const Tensor& in, const Tensor& bias, const Tenso
   AttentionContext ctx;
   ctx.bias = bias;
   ctx.key_padding_mask = mask;
-  Tensor h = x + maybe_dropout(p.residual_in(attn_->forward(attn_norm_->forward(x), ctx)),
-                               dropout_, is_training(), at_site(key, site));
+  Tensor h = x + maybe_dropout(p.residual_in(attn_->forward(attn_norm_->forward(x), ctx)), dropout_,
+                               is_training(), at_site(key, site));
   return h + maybe_dropout(p.residual_in(ffn_->forward(ffn_norm_->forward(h))), dropout_,
                            is_training(), at_site(key, site + 1));
 }
@@ -194,9 +194,9 @@ Tensor T5DecoderBlock::forward(const Tensor& in, const Tensor& self_bias, const 
   AttentionContext self_ctx;
   self_ctx.bias = self_bias;
   self_ctx.cache = cache;
-  Tensor h = x + maybe_dropout(
-                     p.residual_in(self_attn_->forward(self_attn_norm_->forward(x), self_ctx)),
-                     dropout_, is_training(), at_site(key, site));
+  Tensor h =
+      x + maybe_dropout(p.residual_in(self_attn_->forward(self_attn_norm_->forward(x), self_ctx)),
+                        dropout_, is_training(), at_site(key, site));
 
   // Cross-attention: no position bias, the encoder's padding mask.
   const Tensor y = cross_attn_norm_->forward(h);
@@ -225,79 +225,152 @@ Tensor T5DecoderBlock::forward(const Tensor& in, const Tensor& self_bias, const 
 // ---------------------------------------------------------------------------------------------
 // Stacks
 
-T5Encoder::T5Encoder(const T5Config& cfg) : Module("T5Encoder"), cfg_(cfg) {
-  layers_ = register_module("layers", std::make_shared<ModuleList<T5EncoderBlock>>());
-  for (int64_t i = 0; i < cfg.n_layers; ++i)
+T5Encoder::T5Encoder(const T5Config& cfg, int64_t begin, int64_t end, bool with_norm)
+    : Module("T5Encoder"), cfg_(cfg), begin_(begin), end_(end < 0 ? cfg.n_layers : end) {
+  layers_ = register_module("layers", std::make_shared<ModuleList<T5EncoderBlock>>(begin_));
+  for (int64_t i = begin_; i < end_; ++i)
     layers_->push_back(
         std::make_shared<T5EncoderBlock>(cfg, i, i == 0 || !cfg.share_position_bias));
-  norm_ = register_module("norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
+  if (with_norm)
+    norm_ = register_module("norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
 }
 
-Tensor T5Encoder::forward(const Tensor& x, const Tensor& mask, const RandomKey& key) const {
-  const int64_t L = x.size(1);
-  Tensor h = x, shared_bias;
-  for (int64_t i = 0; i < cfg_.n_layers; ++i) {
-    const T5EncoderBlock& block = (*layers_)[size_t(i)];
+Tensor T5Encoder::run_blocks(Tensor h, Tensor& shared_bias, const Tensor& mask,
+                             const RandomKey& key) const {
+  const int64_t L = h.size(1);
+  for (int64_t i = begin_; i < end_; ++i) {
+    const T5EncoderBlock& block = layer(i);
     const Tensor bias = block.rel_bias() ? block.rel_bias()->forward(L, L) : shared_bias;
-    if (i == 0) shared_bias = bias;
+    if (!shared_bias.defined()) shared_bias = bias;
     h = block.forward(h, bias, mask, key);
   }
+  return h;
+}
+
+Tensor T5Encoder::finish(const Tensor& h, const RandomKey& key) const {
+  STRATA_CHECK(norm_ != nullptr, "T5Encoder::finish: this part has no final norm");
   return maybe_dropout(norm_->forward(h), cfg_.dropout, is_training(), at_site(key, kFinalSite));
 }
 
-T5Decoder::T5Decoder(const T5Config& cfg) : Module("T5Decoder"), cfg_(cfg) {
-  layers_ = register_module("layers", std::make_shared<ModuleList<T5DecoderBlock>>());
-  for (int64_t i = 0; i < cfg.decoder_layers(); ++i)
+Tensor T5Encoder::forward(const Tensor& x, const Tensor& mask, const RandomKey& key) const {
+  STRATA_CHECK(begin_ == 0 && end_ == cfg_.n_layers, "T5Encoder::forward: needs the whole stack");
+  Tensor shared_bias;
+  return finish(run_blocks(x, shared_bias, mask, key), key);
+}
+
+T5Decoder::T5Decoder(const T5Config& cfg, int64_t begin, int64_t end, bool with_norm)
+    : Module("T5Decoder"), cfg_(cfg), begin_(begin), end_(end < 0 ? cfg.decoder_layers() : end) {
+  layers_ = register_module("layers", std::make_shared<ModuleList<T5DecoderBlock>>(begin_));
+  for (int64_t i = begin_; i < end_; ++i)
     layers_->push_back(
         std::make_shared<T5DecoderBlock>(cfg, i, i == 0 || !cfg.share_position_bias));
-  norm_ = register_module("norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
+  if (with_norm)
+    norm_ = register_module("norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
+}
+
+Tensor T5Decoder::run(Tensor h, Tensor& shared_bias, const Tensor& memory,
+                      const Tensor& memory_mask, ModelCache* caches,
+                      const std::vector<T5CrossKV>* cross, const RandomKey& key) const {
+  const int64_t t = h.size(1);
+  const int64_t offset = caches != nullptr ? caches->positions() : 0;
+  for (int64_t i = begin_; i < end_; ++i) {
+    const T5DecoderBlock& block = layer(i);
+    const Tensor bias =
+        block.rel_bias() ? block.rel_bias()->forward(t, offset + t, offset) : shared_bias;
+    if (!shared_bias.defined()) shared_bias = bias;
+    h = block.forward(h, bias, memory, memory_mask,
+                      caches ? caches->layers[size_t(i)].get() : nullptr,
+                      cross ? &(*cross)[size_t(i)] : nullptr, key);
+  }
+  return h;
+}
+
+Tensor T5Decoder::run_blocks(Tensor h, Tensor& shared_bias, const Tensor& memory,
+                             const Tensor& memory_mask, const RandomKey& key) const {
+  return run(std::move(h), shared_bias, memory, memory_mask, nullptr, nullptr, key);
+}
+
+Tensor T5Decoder::finish(const Tensor& h, const RandomKey& key) const {
+  STRATA_CHECK(norm_ != nullptr, "T5Decoder::finish: this part has no final norm");
+  return maybe_dropout(norm_->forward(h), cfg_.dropout, is_training(), at_site(key, kFinalSite));
 }
 
 Tensor T5Decoder::forward(const Tensor& x, const Tensor& memory, const Tensor& memory_mask,
                           ModelCache* caches, const std::vector<T5CrossKV>* cross,
                           const RandomKey& key) const {
   const int64_t n = cfg_.decoder_layers();
+  STRATA_CHECK(begin_ == 0 && end_ == n, "T5Decoder::forward: needs the whole stack");
   if (caches != nullptr)
     STRATA_CHECK(int64_t(caches->layers.size()) == n, "T5Decoder: cache has ",
                  caches->layers.size(), " layers, the decoder ", n);
   if (cross != nullptr)
     STRATA_CHECK(int64_t(cross->size()) == n, "T5Decoder: ", cross->size(),
                  " cross-attention key/value sets for ", n, " layers");
-  const int64_t t = x.size(1);
-  const int64_t offset = caches != nullptr ? caches->positions() : 0;
-  Tensor h = x, shared_bias;
-  for (int64_t i = 0; i < n; ++i) {
-    const T5DecoderBlock& block = (*layers_)[size_t(i)];
-    const Tensor bias =
-        block.rel_bias() ? block.rel_bias()->forward(t, offset + t, offset) : shared_bias;
-    if (i == 0) shared_bias = bias;
-    h = block.forward(h, bias, memory, memory_mask,
-                      caches ? caches->layers[size_t(i)].get() : nullptr,
-                      cross ? &(*cross)[size_t(i)] : nullptr, key);
-  }
-  return maybe_dropout(norm_->forward(h), cfg_.dropout, is_training(), at_site(key, kFinalSite));
+  Tensor shared_bias;
+  return finish(run(x, shared_bias, memory, memory_mask, caches, cross, key), key);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Model
 
 T5Model::T5Model(const T5Config& cfg, std::optional<uint64_t> seed)
+    : T5Model(cfg, seed, ModelPart{}) {}
+
+T5Model::T5Model(const T5Config& cfg, std::optional<uint64_t> seed, const ModelPart& part)
     : Module("T5Model"), cfg_(cfg), seed_(seed.value_or(0)) {
   cfg_.validate();
+  part_ = part.resolved(num_blocks(cfg_), "T5Model");
+  const int64_t n = cfg_.n_layers, begin = part_.begin, end = part_.end;
   const bool parallel = cfg.tp != nullptr && cfg.tp->size() > 1;
-  shared_ = register_module(
-      "shared", parallel ? std::make_shared<VocabParallelEmbedding>(cfg.vocab, cfg.d_model,
-                                                                    Init::normal(1.0), *cfg.tp)
-                         : std::make_shared<Embedding>(cfg.vocab, cfg.d_model, Init::normal(1.0)));
-  encoder_ = register_module("encoder", std::make_shared<T5Encoder>(cfg_));
-  decoder_ = register_module("decoder", std::make_shared<T5Decoder>(cfg_));
+  // The first part embeds both stacks' inputs, so the table lives in one part only.
+  if (part_.pre)
+    shared_ = register_module(
+        "shared", parallel
+                      ? std::make_shared<VocabParallelEmbedding>(cfg.vocab, cfg.d_model,
+                                                                 Init::normal(1.0), *cfg.tp)
+                      : std::make_shared<Embedding>(cfg.vocab, cfg.d_model, Init::normal(1.0)));
+  if (begin < n)
+    encoder_ = register_module(
+        "encoder", std::make_shared<T5Encoder>(cfg_, begin, std::min(end, n), end >= n));
+  if (end > n)
+    decoder_ = register_module(
+        "decoder", std::make_shared<T5Decoder>(cfg_, std::max(begin, n) - n, end - n, part_.post));
   // Untied (T5 v1.1), so no d_model^-0.5 rescaling of the decoder output either.
-  lm_head_ = register_module(
-      "lm_head", parallel ? std::make_shared<ParallelLMHead>(cfg.d_model, cfg.vocab,
-                                                             Init::normal(1.0), *cfg.tp)
-                          : std::make_shared<LMHead>(cfg.d_model, cfg.vocab, Init::normal(1.0)));
+  if (part_.post)
+    lm_head_ = register_module(
+        "lm_head", parallel ? std::make_shared<ParallelLMHead>(cfg.d_model, cfg.vocab,
+                                                               Init::normal(1.0), *cfg.tp)
+                            : std::make_shared<LMHead>(cfg.d_model, cfg.vocab, Init::normal(1.0)));
   if (seed) init_parameters(*seed);
   set_precision(cfg_.precision);
+}
+
+void T5Model::check_whole(const char* what) const {
+  STRATA_CHECK(part_.whole(num_blocks(cfg_)), "T5Model::", what,
+               ": needs the whole model, this holds blocks [", part_.begin, ", ", part_.end, ")");
+}
+
+const T5Encoder& T5Model::encoder() const {
+  STRATA_CHECK(encoder_ != nullptr, "T5Model: this part holds no encoder block");
+  return *encoder_;
+}
+
+const T5Decoder& T5Model::decoder() const {
+  STRATA_CHECK(decoder_ != nullptr, "T5Model: this part holds no decoder block");
+  return *decoder_;
+}
+
+Tensor T5Model::embed(const Tensor& ids, uint32_t stack) const {
+  STRATA_CHECK(shared_ != nullptr, "T5Model::embed: this part has no embedding");
+  return maybe_dropout(shared_->forward(ids), cfg_.dropout, is_training(),
+                       at_site(dropout_key(stack), 0));
+}
+
+Tensor T5Model::head_loss(const Tensor& decoder_out, const Tensor& labels, StageHits* hits) const {
+  STRATA_CHECK(lm_head_ != nullptr, "T5Model::head_loss: this part has no head");
+  const Tensor local = lm_head_->local_logits(decoder_out);
+  if (hits != nullptr) *hits = count_hits(lm_head_->gather_logits(local), labels);
+  return lm_head_->loss(local, labels);
 }
 
 RandomKey T5Model::dropout_key(uint32_t stack) const {
@@ -319,11 +392,11 @@ Tensor T5Model::bool_mask(const Tensor& encoder_mask, int64_t batch, int64_t len
 }
 
 Tensor T5Model::encode(const Tensor& input_ids, const Tensor& encoder_mask) const {
+  check_whole("encode");
   check_ids(input_ids, "input ids");
-  const RandomKey key = dropout_key(0);
-  const Tensor h =
-      maybe_dropout(shared_->forward(input_ids), cfg_.dropout, is_training(), at_site(key, 0));
-  return encoder_->forward(h, bool_mask(encoder_mask, input_ids.size(0), input_ids.size(1)), key);
+  return encoder_->forward(embed(input_ids, 0),
+                           bool_mask(encoder_mask, input_ids.size(0), input_ids.size(1)),
+                           dropout_key(0));
 }
 
 Tensor T5Model::decode(const Tensor& decoder_input_ids, const Tensor& encoder_out,
@@ -333,16 +406,15 @@ Tensor T5Model::decode(const Tensor& decoder_input_ids, const Tensor& encoder_ou
 
 Tensor T5Model::decode_hidden(const Tensor& decoder_input_ids, const Tensor& encoder_out,
                               const Tensor& encoder_mask) const {
+  check_whole("decode");
   check_ids(decoder_input_ids, "decoder input ids");
   STRATA_CHECK(encoder_out.dim() == 3 && encoder_out.size(0) == decoder_input_ids.size(0) &&
                    encoder_out.size(2) == cfg_.d_model,
                "T5Model::decode: encoder output ", shape_str(encoder_out.shape()), " must be [",
                decoder_input_ids.size(0), ", Ls, ", cfg_.d_model, "]");
   const Tensor mask = bool_mask(encoder_mask, encoder_out.size(0), encoder_out.size(1));
-  const RandomKey key = dropout_key(1);
-  const Tensor h = maybe_dropout(shared_->forward(decoder_input_ids), cfg_.dropout, is_training(),
-                                 at_site(key, 0));
-  return decoder_->forward(h, encoder_out, mask, nullptr, nullptr, key);
+  return decoder_->forward(embed(decoder_input_ids, 1), encoder_out, mask, nullptr, nullptr,
+                           dropout_key(1));
 }
 
 Tensor T5Model::forward(const Tensor& input_ids, const Tensor& decoder_input_ids,
@@ -368,8 +440,7 @@ Tensor T5Model::shift_right(const Tensor& labels, int64_t decoder_start_id, int6
 Tensor T5Model::loss(const Tensor& input_ids, const Tensor& labels,
                      const Tensor& encoder_mask) const {
   const Tensor dec = shift_right(labels, cfg_.decoder_start_id, cfg_.pad_id);
-  const Tensor h = decode_hidden(dec, encode(input_ids, encoder_mask), encoder_mask);
-  return lm_head_->loss(lm_head_->local_logits(h), labels);
+  return head_loss(decode_hidden(dec, encode(input_ids, encoder_mask), encoder_mask), labels);
 }
 
 T5DecodeState T5Model::start_decoding(const Tensor& encoder_out, const Tensor& encoder_mask,
@@ -377,6 +448,7 @@ T5DecodeState T5Model::start_decoding(const Tensor& encoder_out, const Tensor& e
   STRATA_CHECK(encoder_out.dim() == 3 && encoder_out.size(2) == cfg_.d_model,
                "T5Model::start_decoding: encoder output ", shape_str(encoder_out.shape()),
                " must be [B, Ls, ", cfg_.d_model, "]");
+  check_whole("start_decoding");
   STRATA_CHECK(capacity > 0, "T5Model::start_decoding: capacity must be positive, got ", capacity);
   NoGradGuard no_grad;
   const int64_t B = encoder_out.size(0);
@@ -384,22 +456,20 @@ T5DecodeState T5Model::start_decoding(const Tensor& encoder_out, const Tensor& e
   s.memory = encoder_out.detach();
   s.memory_mask = bool_mask(encoder_mask, B, encoder_out.size(1));
   for (int64_t i = 0; i < cfg_.decoder_layers(); ++i) {
-    s.self.layers.push_back(std::make_unique<DenseKVCache>(
-        B, decoder_->layer(i).self_attn().local_heads(), cfg_.d_kv, capacity,
-        precision().compute_dtype(dtype())));
+    s.self.layers.push_back(
+        std::make_unique<DenseKVCache>(B, decoder_->layer(i).self_attn().local_heads(), cfg_.d_kv,
+                                       capacity, precision().compute_dtype(dtype())));
     s.cross.push_back(decoder_->layer(i).project_memory(s.memory));
   }
   return s;
 }
 
 Tensor T5Model::decode_step(const Tensor& ids, T5DecodeState& state) const {
+  check_whole("decode_step");
   check_ids(ids, "decoder ids");
   NoGradGuard no_grad;
-  const RandomKey key = dropout_key(1);
-  const Tensor h =
-      maybe_dropout(shared_->forward(ids), cfg_.dropout, is_training(), at_site(key, 0));
-  return lm_head_->forward(
-      decoder_->forward(h, state.memory, state.memory_mask, &state.self, &state.cross, key));
+  return lm_head_->forward(decoder_->forward(embed(ids, 1), state.memory, state.memory_mask,
+                                             &state.self, &state.cross, dropout_key(1)));
 }
 
 Tensor T5Model::generate(const Tensor& input_ids, const Tensor& encoder_mask,

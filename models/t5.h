@@ -31,6 +31,7 @@
 #include "models/feed_forward.h"
 #include "models/kv_cache.h"
 #include "models/lm_head.h"
+#include "models/pipeline_stage.h"
 #include "models/rms_norm.h"
 #include "models/t5_relative_bias.h"
 
@@ -141,31 +142,53 @@ class T5DecoderBlock : public Module {
   std::shared_ptr<FeedForward> ffn_;
 };
 
-// A stack: blocks and the final norm; the embedding lives in T5Model.
+// A stack: blocks and the final norm; the embedding lives in T5Model. Built whole, or with
+// blocks [begin, end) of the stack and the norm only `with_norm` (a pipeline stage's part;
+// blocks keep the whole stack's names). The forward pass in pieces: run_blocks over the blocks
+// held, then finish (the final norm and its dropout). `shared_bias` carries the position bias
+// block 0 made (share_position_bias) to the blocks that reuse it: in and out, so a stage can
+// receive it and pass it on.
 class T5Encoder : public Module {
  public:
-  explicit T5Encoder(const T5Config& cfg);
+  explicit T5Encoder(const T5Config& cfg, int64_t begin = 0, int64_t end = -1,
+                     bool with_norm = true);
+  // The whole stack.
   Tensor forward(const Tensor& x, const Tensor& mask, const RandomKey& dropout_key) const;
-  const T5EncoderBlock& layer(int64_t i) const { return (*layers_)[size_t(i)]; }
+  Tensor run_blocks(Tensor h, Tensor& shared_bias, const Tensor& mask,
+                    const RandomKey& dropout_key) const;
+  Tensor finish(const Tensor& h, const RandomKey& dropout_key) const;
+  // Block i of the stack's numbering (in this part's range).
+  const T5EncoderBlock& layer(int64_t i) const { return (*layers_)[size_t(i - begin_)]; }
 
  private:
   T5Config cfg_;
+  int64_t begin_, end_;
   std::shared_ptr<ModuleList<T5EncoderBlock>> layers_;
   std::shared_ptr<RMSNorm> norm_;
 };
 
 class T5Decoder : public Module {
  public:
-  explicit T5Decoder(const T5Config& cfg);
+  explicit T5Decoder(const T5Config& cfg, int64_t begin = 0, int64_t end = -1,
+                     bool with_norm = true);
   // x [B, t, d] at decoder positions pos_offset .. pos_offset + t - 1. caches: one per block
-  // (or null); cross: one per block (or null: project memory).
+  // (or null); cross: one per block (or null: project memory). The whole stack.
   Tensor forward(const Tensor& x, const Tensor& memory, const Tensor& memory_mask,
                  ModelCache* caches, const std::vector<T5CrossKV>* cross,
                  const RandomKey& dropout_key) const;
-  const T5DecoderBlock& layer(int64_t i) const { return (*layers_)[size_t(i)]; }
+  // The blocks held, over a full target prefix (no caches).
+  Tensor run_blocks(Tensor h, Tensor& shared_bias, const Tensor& memory, const Tensor& memory_mask,
+                    const RandomKey& dropout_key) const;
+  Tensor finish(const Tensor& h, const RandomKey& dropout_key) const;
+  const T5DecoderBlock& layer(int64_t i) const { return (*layers_)[size_t(i - begin_)]; }
 
  private:
+  Tensor run(Tensor h, Tensor& shared_bias, const Tensor& memory, const Tensor& memory_mask,
+             ModelCache* caches, const std::vector<T5CrossKV>* cross,
+             const RandomKey& dropout_key) const;
+
   T5Config cfg_;
+  int64_t begin_, end_;
   std::shared_ptr<ModuleList<T5DecoderBlock>> layers_;
   std::shared_ptr<RMSNorm> norm_;
 };
@@ -193,6 +216,12 @@ class T5Model : public Module {
   // norm weights 1): for loading a checkpoint, or counting a large model's parameters cheaply;
   // dropout then keys on seed 0.
   T5Model(const T5Config& cfg, std::optional<uint64_t> seed);
+  // `part` of the model (models/pipeline_stage.h): its blocks are numbered in execution order,
+  // the encoder's n_layers then the decoder's; `pre` holds `shared` (both stacks' embedding),
+  // the part ending at or after the last encoder block holds the encoder's norm, `post` the
+  // decoder's norm, `lm_head` and the loss. A pipeline stage is such a part
+  // (models/pipeline_stage_t5.h).
+  T5Model(const T5Config& cfg, std::optional<uint64_t> seed, const ModelPart& part);
 
   // Encoder: ids [B, Ls] (i32/i64), mask [B, Ls] (bool or integer, nonzero = real token;
   // undefined = all real) -> hidden [B, Ls, d] after the final norm.
@@ -233,17 +262,32 @@ class T5Model : public Module {
   static double flops_per_example(const T5Config& cfg, int64_t enc_len, int64_t dec_len);
 
   const T5Config& config() const { return cfg_; }
-  const T5Encoder& encoder() const { return *encoder_; }
-  const T5Decoder& decoder() const { return *decoder_; }
+  const T5Encoder& encoder() const;
+  const T5Decoder& decoder() const;
+  const ModelPart& part() const { return part_; }
+  // All blocks of both stacks: what a ModelPart or StageLayout for T5 counts.
+  static int64_t num_blocks(const T5Config& cfg) { return cfg.n_layers + cfg.decoder_layers(); }
+
+  // The forward pass in pieces, each run by the part that holds it (loss() is them in a row):
+  // the shared embedding of ids for stack 0 (encoder) or 1 (decoder), with its dropout; the
+  // stacks' run_blocks and finish; and the loss of the decoder's finished output against labels
+  // [B, Lt] (-100 ignored), counting argmax hits when `hits` is given.
+  Tensor embed(const Tensor& ids, uint32_t stack) const;
+  Tensor head_loss(const Tensor& decoder_out, const Tensor& labels,
+                   StageHits* hits = nullptr) const;
+  // Dropout masks of stack 0 (encoder) or 1 (decoder) for this step and batch rows.
+  RandomKey dropout_key(uint32_t stack) const;
+  // encoder_mask as bool [batch, len] (nonzero integers = real token), or undefined.
+  Tensor bool_mask(const Tensor& encoder_mask, int64_t batch, int64_t len) const;
 
  private:
-  RandomKey dropout_key(uint32_t stack) const;
   // The decoder's final hidden states [B, Lt, d] (what decode feeds the LM head).
   Tensor decode_hidden(const Tensor& decoder_input_ids, const Tensor& encoder_out,
                        const Tensor& encoder_mask) const;
-  Tensor bool_mask(const Tensor& encoder_mask, int64_t batch, int64_t len) const;
+  void check_whole(const char* what) const;
 
   T5Config cfg_;
+  ModelPart part_;
   uint64_t seed_;
   uint64_t step_ = 0;
   int64_t row_first_ = 0, row_stride_ = 1;
