@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const models::Precision precision = models::Precision::parse(precision_name, "--precision");
+  cfg.precision = precision;
   cfg.max_seq = seq;
   Runtime::get().set_num_threads(threads);
   const FmaPeak fma = measure_fma_peak(false);
@@ -64,7 +65,6 @@ int main(int argc, char** argv) {
       bench::measure_gemm_gflops(batch * seq, cfg.d_model, cfg.d_ff, precision.compute);
 
   models::DecoderLM model(cfg, 1);
-  model.set_precision(precision);
   std::vector<optim::NamedParam> named;
   for (const auto& [n, p] : model.named_parameters()) named.push_back({n, p});
   optim::AdamW opt(optim::make_param_groups(named, optim::Hyper{1e-3, 0.1, 0.9, 0.95, 1e-8}));

@@ -20,7 +20,11 @@ inline double measure_gemm_gflops(int64_t tokens, int64_t d_model, int64_t d_ff,
                                   DType compute = DType::f32) {
   std::vector<float> a(size_t(tokens * d_model), 0.5f), b(size_t(d_model * d_ff), 0.25f),
       c(size_t(tokens * d_ff));
-  const std::vector<bf16> ah(a.begin(), a.end()), bh(b.begin(), b.end());
+  // bf16 copies only for a bf16 run (the explicit bf16(float) rounds each element).
+  const auto rounded = [&](const std::vector<float>& v) {
+    return compute == DType::bf16 ? std::vector<bf16>(v.begin(), v.end()) : std::vector<bf16>();
+  };
+  const std::vector<bf16> ah = rounded(a), bh = rounded(b);
   const gemm::Kernel kernel = Runtime::get().gemm_kernel();
   std::vector<double> t;
   for (int r = 0; r < 6; ++r) {

@@ -17,10 +17,13 @@ const std::vector<std::string>& model_types() {
   return types;
 }
 
-// A model.* key some model type's config visits: the types that read it, and how to declare it.
+// A model.* key some model type's config visits: the types that read it with their help, and how
+// to declare it.
 struct ModelKey {
-  std::vector<std::string> types;
   std::vector<std::pair<std::string, std::string>> helps;  // (type, help)
+  bool applies_to(const std::string& type) const {
+    return std::any_of(helps.begin(), helps.end(), [&](const auto& h) { return h.first == type; });
+  }
   std::function<void(po::options_description&, const char* key, const std::string& help)> declare;
 };
 
@@ -32,7 +35,6 @@ class CollectModelKeys {
   template <class T>
   void operator()(const char* key, const T&, const char* help) {
     ModelKey& k = keys_[key];
-    k.types.push_back(type_);
     k.helps.push_back({type_, help});
     // No default: unset means the preset's value.
     k.declare = [](po::options_description& o, const char* name, const std::string& text) {
@@ -81,7 +83,7 @@ std::string model_key_help(const ModelKey& k) {
     else
       it->first += ", " + type;
   }
-  if (groups.size() == 1 && k.types.size() == model_types().size()) return groups[0].second;
+  if (groups.size() == 1 && k.helps.size() == model_types().size()) return groups[0].second;
   std::string out;
   for (const auto& [types, help] : groups) out += (out.empty() ? "" : "; ") + types + ": " + help;
   return out;
@@ -117,10 +119,9 @@ train::ModelSpec model_spec(const Config& cfg) {
   STRATA_CHECK(std::find(model_types().begin(), model_types().end(), m.type) != model_types().end(),
                "model.type: unknown type '", m.type, "'; valid: decoder, bert, t5");
   for (const auto& [key, k] : model_keys()) {
-    if (!cfg.has(key) || std::find(k.types.begin(), k.types.end(), m.type) != k.types.end())
-      continue;
+    if (!cfg.has(key) || k.applies_to(m.type)) continue;
     std::string list;
-    for (const auto& t : k.types) list += (list.empty() ? "" : ", ") + t;
+    for (const auto& [type, help] : k.helps) list += (list.empty() ? "" : ", ") + type;
     STRATA_FAIL(key, " does not apply to model.type ", m.type, " (only to: ", list,
                 "); remove it from the config");
   }
