@@ -11,9 +11,7 @@
 #include "core/runtime.h"
 #include "data/classification.h"
 #include "data/loader.h"
-#include "optim/adamw.h"
-#include "optim/schedule.h"
-#include "train/metrics.h"
+#include "parallel/topology.h"
 #include "train/trainer.h"
 
 namespace strata::train {
@@ -21,8 +19,7 @@ namespace strata::train {
 namespace {
 
 struct Encoded {
-  std::vector<std::vector<int32_t>> ids;
-  std::vector<int64_t> valid;  // real tokens per example
+  std::vector<std::vector<int32_t>> ids;  // padded with the pad id
   std::vector<int64_t> labels;
 };
 
@@ -30,55 +27,129 @@ Encoded encode_all(const data::Tokenizer& tok, const std::vector<data::Classific
                    int64_t seq_len) {
   Encoded e;
   for (const auto& x : ex) {
-    int64_t valid = 0;
-    e.ids.push_back(data::encode_classification(tok, x, seq_len, &valid));
-    e.valid.push_back(valid);
+    e.ids.push_back(data::encode_classification(tok, x, seq_len));
     e.labels.push_back(x.label);
   }
   return e;
 }
 
-// Rows `order[begin, end)` of `e` as tensors: ids [B, L], key padding mask [B, L], labels [B].
-struct Rows {
-  Tensor ids, mask, labels;
-};
-Rows gather_rows(const Encoded& e, const std::vector<int64_t>& order, int64_t begin, int64_t end,
-                 int64_t seq_len) {
-  std::vector<int64_t> ids, labels;
-  std::vector<uint8_t> mask;
-  for (int64_t i = begin; i < end; ++i) {
-    const auto r = size_t(order[size_t(i)]);
-    ids.insert(ids.end(), e.ids[r].begin(), e.ids[r].end());
-    for (int64_t t = 0; t < seq_len; ++t) mask.push_back(t < e.valid[r]);
-    labels.push_back(e.labels[r]);
-  }
-  const int64_t B = end - begin;
-  Rows out;
-  out.ids = from_vector(ids, {B, seq_len});
-  out.mask = ne(from_vector(std::vector<int64_t>(mask.begin(), mask.end()), {B, seq_len}),
-                scalar_tensor(0, DType::i64));
-  out.labels = from_vector(labels, {B});
-  return out;
-}
+// The classifier seen from the Trainer: a batch's inputs are the encoded examples (padded with
+// the tokenizer's pad id, which also gives the key padding mask) and its single target column is
+// the label.
+class ClassifierTask final : public Task {
+ public:
+  ClassifierTask(const models::BertConfig& cfg, int64_t classes, uint64_t seed, int64_t seq_len)
+      : model_(cfg, classes, seed), seq_len_(seq_len) {}
 
-double accuracy(models::BertClassifier& model, const Encoded& e, int64_t batch, int64_t seq_len) {
-  NoGradGuard no_grad;
-  models::EvalModeGuard eval(model);
-  std::vector<int64_t> order(e.labels.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = int64_t(i);
-  int64_t hits = 0;
-  for (int64_t b = 0; b < int64_t(order.size()); b += batch) {
-    const Rows r =
-        gather_rows(e, order, b, std::min<int64_t>(b + batch, int64_t(order.size())), seq_len);
-    hits += sum(eq(argmax(model.classify(r.ids, r.mask), -1), r.labels)).item<int64_t>();
+  models::BertClassifier& model() { return model_; }
+  std::string_view kind() const override { return "classifier"; }
+  models::Module& module() override { return model_; }
+  std::shared_ptr<const data::Objective> objective() const override { return nullptr; }
+  void set_step(uint64_t step) override { model_.set_step(step); }
+  void set_batch_rows(int64_t, int64_t) override {}
+
+  Tensor loss(const data::Batch& b) override {
+    const Tensor ids = batch_ids(b.inputs, b.rows, b.input_len);
+    return model_.loss(ids, labels(b), padding_mask(ids));
   }
-  return double(hits) / double(std::max<size_t>(order.size(), 1));
+  void evaluate(const data::Batch& b, EvalCounts& c) override {
+    const Tensor ids = batch_ids(b.inputs, b.rows, b.input_len);
+    const Tensor logits = model_.classify(ids, padding_mask(ids));
+    c.loss_sum += cross_entropy(logits, labels(b)).item<double>();
+    c.batches += 1;
+    c.correct += sum(eq(argmax(logits, -1), labels(b))).item<int64_t>();
+    c.counted += b.rows;
+  }
+
+  int64_t tokens_per_row() const override { return seq_len_; }
+  double flops_per_row() const override {
+    // The encoder's; the pooler and the classifier are a rounding error beside it.
+    return models::BertMLM::flops_per_token(model_.config(), seq_len_, 0.0) * double(seq_len_);
+  }
+  std::string describe() const override {
+    return "classifier on a BERT encoder: " + std::to_string(model_.num_parameters()) +
+           " parameters, " + std::to_string(model_.num_classes()) + " classes";
+  }
+  std::string sample(const data::Tokenizer&, const data::Batch&, const SampleOptions&) override {
+    return {};
+  }
+  std::string generate(const data::Tokenizer&, std::string_view, const SampleOptions&) override {
+    STRATA_FAIL("generate: a classifier does not generate text");
+  }
+  void add_stage_hits(EvalCounts&) const override {}
+  void save_spec(CheckpointState&) const override {
+    STRATA_FAIL("finetune: classifier runs write no checkpoints");
+  }
+
+ private:
+  static Tensor labels(const data::Batch& b) {
+    return from_vector(std::vector<int64_t>(b.targets.begin(), b.targets.end()), {b.rows});
+  }
+  Tensor padding_mask(const Tensor& ids) const {
+    return ne(ids, scalar_tensor(model_.config().pad_id, DType::i64));
+  }
+
+  models::BertClassifier model_;
+  int64_t seq_len_;
+};
+
+// Examples as batches of `batch` rows, epoch after epoch, each epoch in its own order (the last
+// batch of an epoch holds what is left). The counter is examples consumed.
+class ExampleBatches final : public BatchSource {
+ public:
+  ExampleBatches(const Encoded& e, int64_t batch, uint64_t seed)
+      : e_(e), batch_(batch), n_(int64_t(e.labels.size())), perm_(uint64_t(n_), seed, true) {}
+
+  data::Batch next() override {
+    const int64_t epoch = int64_t(counter_) / n_, begin = int64_t(counter_) % n_;
+    const int64_t rows = std::min(batch_, n_ - begin);
+    const auto len = int64_t(e_.ids.front().size());
+    data::Batch b;
+    b.resize(rows, len, 1, false);
+    for (int64_t r = 0; r < rows; ++r) {
+      const auto x = size_t(perm_(uint64_t(epoch), uint64_t(begin + r)));
+      std::copy(e_.ids[x].begin(), e_.ids[x].end(), b.inputs.begin() + r * len);
+      b.targets[size_t(r)] = int32_t(e_.labels[x]);
+      b.global_index[size_t(r)] = x;
+    }
+    b.counter = counter_;
+    counter_ += uint64_t(rows);
+    return b;
+  }
+  uint64_t counter() const override { return counter_; }
+  std::string describe() const override {
+    return std::to_string(n_) + " training examples, batches of " + std::to_string(batch_);
+  }
+
+ private:
+  const Encoded& e_;
+  int64_t batch_, n_;
+  data::Permutation perm_;
+  uint64_t counter_ = 0;
+};
+
+// Every example of `e` once, in file order.
+EvalCounts validate(Task& task, const Encoded& e, int64_t batch) {
+  NoGradGuard no_grad;
+  models::EvalModeGuard eval(task.module());
+  EvalCounts counts;
+  const auto n = int64_t(e.labels.size()), len = int64_t(e.ids.front().size());
+  for (int64_t begin = 0; begin < n; begin += batch) {
+    data::Batch b;
+    b.resize(std::min(batch, n - begin), len, 1, false);
+    for (int64_t r = 0; r < b.rows; ++r) {
+      std::copy(e.ids[size_t(begin + r)].begin(), e.ids[size_t(begin + r)].end(),
+                b.inputs.begin() + r * len);
+      b.targets[size_t(r)] = int32_t(e.labels[size_t(begin + r)]);
+    }
+    task.evaluate(b, counts);
+  }
+  return counts;
 }
 
 }  // namespace
 
 FinetuneResult finetune_classifier(const FinetuneOptions& o, std::ostream& log) {
-  if (o.threads > 0) Runtime::get().set_num_threads(o.threads);
   STRATA_CHECK(o.batch > 0 && o.epochs > 0 && o.seq_len > 3,
                "finetune: batch and epochs must be positive and seq_len > 3");
   FinetuneResult result;
@@ -127,78 +198,62 @@ FinetuneResult finetune_classifier(const FinetuneOptions& o, std::ostream& log) 
   result.train_examples = int64_t(train_ex.size());
   result.valid_examples = int64_t(valid_ex.size());
 
-  models::BertClassifier model(cfg, result.classes, o.seed);
-  if (pretrained.task) model.load_encoder(pretrained.task->module());
-  model.train();
-
-  std::vector<optim::NamedParam> named;
-  for (const auto& [name, p] : model.named_parameters()) named.push_back({name, p});
-  optim::AdamW opt(
-      optim::make_param_groups(named, {o.lr, o.weight_decay, o.beta1, o.beta2, o.eps}));
+  ClassifierTask task(cfg, result.classes, o.seed, o.seq_len);
+  if (pretrained.task) task.model().load_encoder(pretrained.task->module());
   const int64_t steps_per_epoch = (result.train_examples + o.batch - 1) / o.batch;
-  const int64_t total = steps_per_epoch * o.epochs;
-  optim::ScheduleConfig sc;
-  sc.name = "cosine-budget";
-  sc.base_lr = o.lr;
-  sc.warmup_steps = std::floor(o.warmup_fraction * double(total));
-  sc.total_steps = double(total);
-  sc.floor = 0.0;
-  const auto schedule = optim::make_schedule(sc);
-
-  std::optional<MetricsLog> metrics;
-  if (!o.run_dir.empty()) {
-    std::filesystem::create_directories(o.run_dir);
-    metrics.emplace((std::filesystem::path(o.run_dir) / "metrics.jsonl").string());
-  }
   log << "finetune: "
       << (result.pretrained ? "pre-trained encoder from " + o.checkpoint
                             : "randomly initialised " + o.preset + " encoder")
-      << "; " << model.num_parameters() << " parameters; " << result.classes << " classes; "
-      << result.train_examples << " training / " << result.valid_examples
+      << "; " << result.train_examples << " training / " << result.valid_examples
       << " validation examples; " << o.epochs << " epochs of " << steps_per_epoch
       << " steps; majority-class accuracy " << result.majority_accuracy << std::endl;
 
-  const data::Permutation perm(uint64_t(result.train_examples), o.seed, true);
-  const auto t0 = std::chrono::steady_clock::now();
-  int64_t step = 0;
-  for (int64_t epoch = 0; epoch < o.epochs; ++epoch) {
-    std::vector<int64_t> order(size_t(result.train_examples));
-    for (int64_t i = 0; i < result.train_examples; ++i)
-      order[size_t(i)] = int64_t(perm(uint64_t(epoch), uint64_t(i)));
+  // The same Trainer as pre-training, on one process: AdamW, warmup then cosine to 0 over the
+  // epochs, no clipping, validation after every epoch, no checkpoints.
+  TrainOptions t;
+  t.run_dir = o.run_dir;
+  t.seed = o.seed;
+  t.threads = o.threads;
+  t.micro_batch = o.batch;
+  t.optimizer = OptimizerKind::AdamW;
+  t.lr = o.lr;
+  t.weight_decay = o.weight_decay;
+  t.beta1 = o.beta1;
+  t.beta2 = o.beta2;
+  t.eps = o.eps;
+  t.clip = 0;
+  t.schedule = "cosine-budget";
+  t.warmup_steps = int64_t(std::floor(o.warmup_fraction * double(steps_per_epoch * o.epochs)));
+  t.final_lr = 0;
+  t.budget = double(steps_per_epoch * o.epochs);
+  t.log_every = o.log_every;
+  t.eval_every = steps_per_epoch;
+  t.save_every = 0;
+  t.sample_tokens = 0;
+  if (o.threads > 0) Runtime::get().set_num_threads(o.threads);
+  if (!o.run_dir.empty()) std::filesystem::create_directories(o.run_dir);
+
+  TrainingData data;
+  data.open = [&](uint64_t) -> std::unique_ptr<BatchSource> {
+    return std::make_unique<ExampleBatches>(train_set, o.batch, o.seed);
+  };
+  data.validate = [&] { return validate(task, valid_set, o.batch); };
+  data.accuracy_name = "accuracy";
+  const parallel::Topology one = parallel::Topology::single();
+  Trainer trainer(t, log, one, Device::cpu(), task, std::move(data));
+  const TrainResult r = trainer.run();
+
+  for (const auto& [step, counts] : r.evaluations) {
+    const int64_t epoch = step / steps_per_epoch;
     double loss_sum = 0;
-    for (int64_t b = 0; b < result.train_examples; b += o.batch) {
-      const Rows r = gather_rows(train_set, order, b,
-                                 std::min<int64_t>(b + o.batch, result.train_examples), o.seq_len);
-      opt.set_lr(schedule->lr_at(double(step)));
-      model.set_step(uint64_t(step));
-      Tensor loss = model.loss(r.ids, r.labels, r.mask);
-      const double lv = loss.item<double>();
-      STRATA_CHECK(std::isfinite(lv), "finetune: the loss became ", lv, " at step ", step + 1,
-                   "; lower --optim.lr");
-      loss.backward();
-      opt.step();
-      opt.zero_grad();
-      loss_sum += lv;
-      ++step;
-      if (o.log_every > 0 && step % o.log_every == 0) {
-        const double secs =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        log << "step " << step << "/" << total << "  loss " << lv << "  lr " << opt.lr() << "  "
-            << double(step * o.batch) / secs << " examples/s" << std::endl;
-      }
-    }
-    const double acc = accuracy(model, valid_set, o.batch, o.seq_len);
+    for (int64_t k = (epoch - 1) * steps_per_epoch; k < epoch * steps_per_epoch; ++k)
+      loss_sum += r.losses[size_t(k)];
     result.epoch_loss.push_back(loss_sum / double(steps_per_epoch));
-    result.epoch_accuracy.push_back(acc);
-    log << "epoch " << epoch + 1 << "  training loss " << result.epoch_loss.back()
-        << "  validation accuracy " << acc << std::endl;
-    if (metrics)
-      metrics->write("eval", {{"epoch", double(epoch + 1)},
-                              {"step", double(step)},
-                              {"loss", result.epoch_loss.back()},
-                              {"accuracy", acc}});
+    result.epoch_accuracy.push_back(counts.accuracy());
+    log << "epoch " << epoch << "  training loss " << result.epoch_loss.back()
+        << "  validation accuracy " << counts.accuracy() << std::endl;
   }
-  result.steps = step;
+  result.steps = r.step;
   return result;
 }
 

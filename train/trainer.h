@@ -7,19 +7,24 @@
 // in any DP x TP x PP layout with the single-process numbers up to f32 summation order
 // (tests/parallel/train_parallel_mpitest.cpp; docs/parallelism.md, "Training in parallel").
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/option_names.h"
 #include "optim/clock.h"
 #include "parallel/pipeline_schedule.h"
 #include "train/task.h"
+#include "train/training_method.h"
 
 namespace strata::parallel {
 class Topology;
-}
+struct Layout;
+}  // namespace strata::parallel
 
 namespace strata::train {
 
@@ -167,18 +172,103 @@ struct TrainResult {
   int64_t step = 0;            // steps completed in total (including before a resume)
   int64_t resumed_from = 0;    // the checkpoint step this process started from (0: fresh)
   std::vector<double> losses;  // training loss of each step this process ran
-  double valid_loss = 0, valid_accuracy = 0;
-  std::string sample;  // what Task::sample printed at the end
+  double valid_loss = 0, valid_accuracy = 0;                // of the last evaluation
+  std::vector<std::pair<int64_t, EvalCounts>> evaluations;  // (step, counts) of each evaluation
+  std::string sample;                                       // what Task::sample printed at the end
 };
 
-// Trains in the layout of options.parallel: one process, or this rank's part of an MPI job (MPI
-// initialised by the caller, parallel::MpiEnv). Every rank returns the same losses; only world
-// rank 0 writes `log` and metrics.jsonl.
-TrainResult train(const TrainOptions& options, std::ostream& log);
+// Where a run's training batches come from. counter() is what a checkpoint stores; the run's
+// setup reopens the source at it on resume.
+class BatchSource {
+ public:
+  virtual ~BatchSource() = default;
+  virtual data::Batch next() = 0;
+  virtual uint64_t counter() const = 0;
+  virtual std::string describe() const = 0;  // for the run header: "120 training samples (causal)"
+};
+
+class Trainer;
+
+// What a run trains besides the task, given by its setup: train() below for pre-training,
+// finetune_classifier() (train/finetune.h) for classification.
+struct TrainingData {
+  // This rank's training batches from a counter (0 for a fresh run, the checkpoint's on resume).
+  std::function<std::unique_ptr<BatchSource>(uint64_t counter)> open;
+  // One validation pass; every rank calls it and gets the whole job's counts.
+  std::function<EvalCounts()> validate;
+  std::string accuracy_name = "token accuracy";  // what EvalCounts::accuracy() counts, for the log
+  // Checkpoints carry the tokenizer's fingerprint, checked on resume. Empty: the run writes no
+  // checkpoints and cannot resume (fine-tuning).
+  std::string tokenizer_fingerprint;
+  // Called at the end of setup(), on every rank: reports what the run is measured against.
+  std::function<void(Trainer&)> after_setup;
+};
+
+// The training loop, one for every task and layout, in explicit phases: setup (device, optimizer,
+// schedule, resume, batches, metrics), then per step `step`, and `log`, `evaluate` and `save`
+// when due. One step path (train/step_path.h) serves CPU and GPU, one process and DP x TP x PP.
+// Training methods (train/training_method.h) plug in at the step's hook points; they are added
+// before run() and their state goes into every checkpoint.
+class Trainer {
+ public:
+  // `device` is the run's (resolved by the caller); the task is moved there by setup().
+  Trainer(const TrainOptions& options, std::ostream& log, const parallel::Topology& topology,
+          Device device, Task& task, TrainingData data);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  void add_method(std::unique_ptr<TrainingMethod> method);
+  // setup, then steps until the budget ends (or log.stop_after), evaluating, logging and saving
+  // as due; saves at the end.
+  TrainResult run();
+
+  // The phases. setup() runs once, first; the others read what it built.
+  void setup();
+  void step();  // one optimizer step, hooks included
+  EvalCounts evaluate();
+  void save();
+  void log_progress();
+
+  int64_t steps_done() const { return step_; }
+  bool budget_done() const;
+  // World rank 0's run log (a silent stream on the other ranks) and metrics.jsonl, after setup().
+  std::ostream& log();
+  void write_metrics(const std::string& kind, const std::map<std::string, double>& values);
+
+ private:
+  struct State;
+  StepContext context();
+  void flush_pending();
+  void share_time();
+
+  const TrainOptions& o_;
+  std::ostream& log_;
+  const parallel::Topology& topo_;
+  Device device_;
+  Task& task_;
+  TrainingData data_;
+  std::vector<std::unique_ptr<TrainingMethod>> methods_;
+  std::unique_ptr<State> s_;
+  int64_t step_ = 0;
+  TrainResult result_;
+};
+
+// Micro-batches per optimizer step (data.grad_accum, or parallel.micro_batches under pipeline
+// parallelism); throws naming the option when the batch options do not fit the layout.
+int64_t micro_batches_per_step(const TrainOptions& options, const parallel::Layout& layout);
+
+// Pre-training: trains the task of `options` on its prepared shards in the layout of
+// options.parallel: one process, or this rank's part of an MPI job (MPI initialised by the
+// caller, parallel::MpiEnv). Every rank returns the same losses; only world rank 0 writes `log`
+// and metrics.jsonl. `methods` are added to the Trainer in order.
+TrainResult train(const TrainOptions& options, std::ostream& log,
+                  std::vector<std::unique_ptr<TrainingMethod>> methods = {});
 // The same on a given topology (options.parallel's dp/tp/pp are ignored): tests run a
 // one-process reference with parallel::Topology::single() inside an MPI job.
 TrainResult train(const TrainOptions& options, std::ostream& log,
-                  const parallel::Topology& topology);
+                  const parallel::Topology& topology,
+                  std::vector<std::unique_ptr<TrainingMethod>> methods = {});
 
 // A trained model rebuilt from a checkpoint written by train(): the task with its weights (eval
 // mode), the tokenizer the run used, and the step.

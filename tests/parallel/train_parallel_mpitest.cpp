@@ -18,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -31,6 +32,7 @@
 #include "tests/train/task_corpus.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
+#include "train/training_method.h"
 
 namespace strata::train {
 namespace {
@@ -253,17 +255,47 @@ TrainOptions with_layout(TrainOptions o, const LayoutCase& l) {
 // every parameter within 1e-5 of the single-process one (relative L2 norm per tensor). Adam's
 // moments are compared too (reported, and held to 1e-3: exp_avg_sq of near-zero gradients carries
 // the summation-order noise squared).
-void check_equivalence(const std::string& type) {
+// A training method that selects rows by their global sample index (every third dropped), so every
+// layout trains on the rows one process trains on, split unevenly over the data-parallel ranks.
+class DropEveryThirdSample final : public TrainingMethod {
+ public:
+  std::string_view name() const override { return "drop_third"; }
+  void on_batch(StepContext&, std::vector<data::Batch>& micro_batches) override {
+    for (data::Batch& b : micro_batches) {
+      std::vector<int64_t> keep;
+      for (int64_t r = 0; r < b.rows; ++r)
+        if (b.global_index[size_t(r)] % 3 != 0) keep.push_back(r);
+      b = select_rows(b, keep);
+    }
+  }
+};
+using MethodFactory = std::function<std::vector<std::unique_ptr<TrainingMethod>>()>;
+
+void check_equivalence(const std::string& type, const MethodFactory& methods = {}) {
   const int steps = 5;
-  const TrainOptions base =
-      corpus().options(type, type + "-ref-np" + std::to_string(world_size()), steps);
-  const Reference ref = reference(base);
+  const std::string tag = methods ? "-methods" : "";
+  TrainOptions base =
+      corpus().options(type, type + tag + "-ref-np" + std::to_string(world_size()), steps);
+  // Dropout masks are keyed by a row's place in the one-process micro-batch (first + k * dp on a
+  // data-parallel rank); once a method has dropped rows that place is not strided any more, so
+  // layout-independent dropout under row selection needs per-row keys (issue 18). Until then the
+  // selection is checked without dropout.
+  if (methods) base.model.decoder.dropout = 0;
+  Reference ref;
+  if (world_rank() == 0) {
+    std::ostringstream log;
+    ref.result = train(base, log, parallel::Topology::single(),
+                       methods ? methods() : std::vector<std::unique_ptr<TrainingMethod>>{});
+    ref.checkpoint = final_checkpoint(base, ref.result.step);
+  }
+  barrier();
   for (const LayoutCase& l : layouts()) {
     SCOPED_TRACE(type + " " + l.name);
     TrainOptions o = with_layout(base, l);
-    o.run_dir = (corpus().root / "runs" / (type + "-" + l.name)).string();
+    o.run_dir = (corpus().root / "runs" / (type + tag + "-" + l.name)).string();
     std::ostringstream log;
-    const TrainResult r = train(o, log);
+    const TrainResult r =
+        train(o, log, methods ? methods() : std::vector<std::unique_ptr<TrainingMethod>>{});
     ASSERT_EQ(r.step, steps) << log.str();
     ASSERT_EQ(r.losses.size(), size_t(steps));
     barrier();
@@ -297,6 +329,15 @@ void check_equivalence(const std::string& type) {
 
 TEST(TrainEquivalence, Decoder) {
   check_equivalence("decoder");
+}
+// A method that selects rows: the loss shares and the trained-token count follow the rows kept
+// (without dropout: see check_equivalence).
+TEST(TrainEquivalence, DecoderWithRowSelection) {
+  check_equivalence("decoder", [] {
+    std::vector<std::unique_ptr<TrainingMethod>> m;
+    m.push_back(std::make_unique<DropEveryThirdSample>());
+    return m;
+  });
 }
 TEST(TrainEquivalence, Bert) {
   check_equivalence("bert");
