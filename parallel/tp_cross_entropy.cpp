@@ -6,10 +6,14 @@
 #include "core/autograd/node.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "core/ops/registry.h"
 
 namespace strata::parallel {
 
 namespace {
+
+// Registered in the op registry beside its code (tests/parallel/tp_ops_mpitest.cpp checks it).
+const OpFamilyRegistration registration(kTensorParallelOps, {"vocab_parallel_cross_entropy"});
 
 struct Slice {
   int64_t start = 0;  // first global vocab id held here

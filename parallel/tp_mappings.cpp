@@ -5,10 +5,16 @@
 #include "core/autograd/node.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "core/ops/registry.h"
 
 namespace strata::parallel {
 
 namespace {
+
+// The mappings' names in the op registry, registered here beside the code that records them; their
+// gradient checks run under mpirun (tests/parallel/tp_ops_mpitest.cpp).
+const OpFamilyRegistration registration(kTensorParallelOps, {"copy_to_tp", "reduce_from_tp",
+                                                             "scatter_to_tp", "gather_from_tp"});
 
 using Tensors = std::vector<Tensor>;
 using Needs = std::vector<bool>;

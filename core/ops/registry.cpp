@@ -1,6 +1,8 @@
 #include "core/ops/registry.h"
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 #include <unordered_set>
 
 #include "core/ops.h"
@@ -33,6 +35,51 @@ Tensor bool_tensor(const std::vector<bool>& v, const Shape& shape) {
 void add(std::vector<OpCase>& cases, std::string label, std::function<Inputs(DType, uint64_t)> make,
          std::function<Tensor(const Inputs&)> fn) {
   cases.push_back(OpCase{std::move(label), std::move(make), std::move(fn)});
+}
+
+// f32 leaves for the benches, keyed as bench/torch_ops_reference.py's inputs are sized.
+Tensor bench_leaf(const Shape& shape, uint64_t salt, double scale = 1.0) {
+  Tensor t = randn(shape, RandomKey{0, uint32_t(RngStream::Test), salt});
+  if (scale != 1.0) t = t * scale;
+  return t.set_requires_grad(true);
+}
+
+// The cases bench/ops_bench.cpp races PyTorch on, at the reference script's shapes (BERT-base and
+// T5 sizes: batch 4 x 512 tokens, 12 heads of 64, d_model 768, d_ff 3072, T5's 32k vocabulary).
+void attach_benches(std::vector<OpCase>& cases) {
+  auto at = [&](std::string_view label, OpBench bench) {
+    auto it =
+        std::find_if(cases.begin(), cases.end(), [&](const OpCase& c) { return c.label == label; });
+    STRATA_CHECK(it != cases.end(), "op registry: no case ", label, " to bench");
+    it->bench = std::move(bench);
+  };
+  at("softmax/last", {"softmax", {4, 12, 512, 512}, [] {
+                        return Inputs{bench_leaf({4, 12, 512, 512}, 1)};
+                      }});
+  at("layer_norm/affine",
+     {"layer_norm", {4096, 768}, [] {
+        return Inputs{bench_leaf({4096, 768}, 3), bench_leaf({768}, 4), bench_leaf({768}, 5)};
+      }});
+  at("rms_norm/weight", {"rms_norm", {4096, 768}, [] {
+                           return Inputs{bench_leaf({4096, 768}, 7), bench_leaf({768}, 8)};
+                         }});
+  at("gelu_tanh/contiguous", {"gelu_tanh", {4096, 3072}, [] {
+                                return Inputs{bench_leaf({4096, 3072}, 9)};
+                              }});
+  at("cross_entropy/mean_ignore",
+     {"cross_entropy", {2048, 32128}, [] {
+        std::vector<int64_t> t(2048);
+        for (int64_t i = 0; i < 2048; ++i)
+          t[size_t(i)] =
+              i % 10 == 0 ? -100 : int64_t(Philox(1, RngStream::Test, 0).bits(uint64_t(i)) % 32128);
+        return Inputs{bench_leaf({2048, 32128}, 11, 3.0), from_vector(t, {2048})};
+      }});
+  auto qkv = [] {
+    return Inputs{bench_leaf({4, 12, 512, 64}, 12), bench_leaf({4, 12, 512, 64}, 13),
+                  bench_leaf({4, 12, 512, 64}, 14)};
+  };
+  at("attention/scaled", {"attention", {4, 12, 512, 64}, qkv});
+  at("attention/causal", {"attention_causal", {4, 12, 512, 64}, qkv});
 }
 
 std::vector<OpCase> build_cases() {
@@ -404,6 +451,12 @@ std::vector<OpCase> build_cases() {
       },
       [](const Inputs& in) { return cross_entropy(in[0], in[1], -100, 0.1); });
   add(
+      c, "cross_entropy/mean_ignore",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({4, 7}, dt, s, 81), int_tensor({1, -100, 6, 0}, {4})};
+      },
+      [](const Inputs& in) { return cross_entropy(in[0], in[1]); });
+  add(
       c, "cross_entropy/none",
       [](DType dt, uint64_t s) -> Inputs {
         return {leaf({4, 5}, dt, s, 58), int_tensor({4, 0, 2, 2}, {4})};
@@ -455,6 +508,17 @@ std::vector<OpCase> build_cases() {
       },
       [](const Inputs& in) { return attention(in[0], in[1], in[2]); });
   add(
+      c, "attention/causal",
+      [](DType dt, uint64_t s) -> Inputs {
+        return {leaf({2, 2, 5, 4}, dt, s, 82), leaf({2, 2, 5, 4}, dt, s, 83),
+                leaf({2, 2, 5, 4}, dt, s, 84)};
+      },
+      [](const Inputs& in) {
+        AttentionOptions o;
+        o.causal = true;
+        return attention(in[0], in[1], in[2], o);
+      });
+  add(
       c, "attention/causal_bias_mask",
       [](DType dt, uint64_t s) -> Inputs {
         return {leaf({2, 2, 5, 4}, dt, s, 71), leaf({2, 2, 5, 4}, dt, s, 72),
@@ -489,6 +553,7 @@ std::vector<OpCase> build_cases() {
         return recompute(
             [](const Inputs& x) { return tanh(matmul(x[0], x[1])) * x[0].narrow(1, 0, 2); }, in);
       });
+  attach_benches(c);
   return c;
 }
 
@@ -517,28 +582,59 @@ const std::vector<std::string>& local_op_names() {
   return names;
 }
 
-}  // namespace
-
-const std::vector<std::string>& communication_op_names() {
-  static const std::vector<std::string> names = {"copy_to_tp", "reduce_from_tp", "scatter_to_tp",
-                                                 "gather_from_tp", "vocab_parallel_cross_entropy"};
-  return names;
+// The families registered from outside core. Written only during static initialisation of the
+// libraries that register (before main), read afterwards; the mutex makes either order safe.
+struct Families {
+  std::mutex mutex;
+  std::map<std::string, std::vector<std::string>, std::less<>> names;
+  std::unordered_set<std::string> all;
+};
+Families& families() {
+  static Families f;  // constructed on first use, so registration order across files is safe
+  return f;
 }
 
-const std::vector<std::string>& differentiable_op_names() {
-  static const std::vector<std::string> names = [] {
-    std::vector<std::string> all = local_op_names();
-    const auto& comm = communication_op_names();
-    all.insert(all.end(), comm.begin(), comm.end());
-    return all;
-  }();
-  return names;
+}  // namespace
+
+std::vector<std::string> core_op_names() {
+  return local_op_names();
+}
+
+void register_op_family(std::string_view family, std::vector<std::string> names) {
+  Families& f = families();
+  const std::lock_guard lock(f.mutex);
+  const auto& core = local_op_names();
+  for (const std::string& n : names) {
+    STRATA_CHECK(std::find(core.begin(), core.end(), n) == core.end(), "op registry: '", n,
+                 "' of family ", family, " is a core op");
+    STRATA_CHECK(f.all.insert(n).second, "op registry: '", n, "' is registered twice");
+  }
+  auto& list = f.names[std::string(family)];
+  list.insert(list.end(), names.begin(), names.end());
+}
+
+std::vector<std::string> op_family(std::string_view family) {
+  Families& f = families();
+  const std::lock_guard lock(f.mutex);
+  auto it = f.names.find(family);
+  return it == f.names.end() ? std::vector<std::string>{} : it->second;
+}
+
+std::vector<std::string> differentiable_op_names() {
+  std::vector<std::string> all = local_op_names();
+  Families& f = families();
+  const std::lock_guard lock(f.mutex);
+  for (const auto& [family, names] : f.names) all.insert(all.end(), names.begin(), names.end());
+  return all;
 }
 
 bool is_registered_op(const std::string& name) {
-  static const std::unordered_set<std::string> set(differentiable_op_names().begin(),
-                                                   differentiable_op_names().end());
-  return set.count(name) > 0;
+  static const std::unordered_set<std::string> core(local_op_names().begin(),
+                                                    local_op_names().end());
+  if (core.count(name)) return true;
+  Families& f = families();
+  const std::lock_guard lock(f.mutex);
+  return f.all.count(name) > 0;
 }
 
 }  // namespace strata

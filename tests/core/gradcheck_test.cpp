@@ -80,22 +80,25 @@ TEST(OpRegistry, EveryDifferentiableOpHasAGradientCheck) {
       for (const auto& e : n->next) stack.push_back(e.node);
     }
   }
-  const auto& comm = communication_op_names();
-  for (const std::string& name : differentiable_op_names()) {
-    // Communication ops need a process group: tests/parallel checks those (and fails on a
-    // communication op without a check there).
-    if (std::find(comm.begin(), comm.end(), name) != comm.end()) continue;
+  // Families registered from outside core (parallel/'s tensor-parallel ops) are checked where
+  // they live, under mpirun (tests/parallel/tp_ops_mpitest.cpp).
+  for (const std::string& name : core_op_names())
     EXPECT_TRUE(seen.count(name)) << "op '" << name
                                   << "' has no gradient-check case in the registry";
-  }
 }
 
-TEST(OpRegistry, CommunicationOpsAreDifferentiableOps) {
-  const auto& all = differentiable_op_names();
-  ASSERT_FALSE(communication_op_names().empty());
-  for (const std::string& name : communication_op_names())
-    EXPECT_NE(std::find(all.begin(), all.end(), name), all.end())
-        << "communication op '" << name << "' is not accepted by autograd::record";
+TEST(OpRegistry, FamiliesRegisterFromOutsideCore) {
+  register_op_family("registry_test", {"registry_test_op"});
+  EXPECT_TRUE(is_registered_op("registry_test_op"));
+  EXPECT_EQ(op_family("registry_test"), std::vector<std::string>{"registry_test_op"});
+  const auto all = differentiable_op_names();
+  EXPECT_NE(std::find(all.begin(), all.end(), "registry_test_op"), all.end());
+  EXPECT_NE(std::find(all.begin(), all.end(), "softmax"), all.end());
+  EXPECT_FALSE(is_registered_op("registry_test_unknown"));
+  EXPECT_TRUE(op_family("no_such_family").empty());
+  // A name registered twice, or one that core holds, is a mistake the registry names.
+  EXPECT_THROW(register_op_family("registry_test", {"registry_test_op"}), Error);
+  EXPECT_THROW(register_op_family("registry_test", {"matmul"}), Error);
 }
 
 TEST(OpRegistry, RecordRefusesUnregisteredOps) {

@@ -1,7 +1,7 @@
 // The tensor-parallel communication ops under mpirun, TP over every rank: the four mappings'
 // exact forward and backward values, the vocab-parallel cross-entropy against strata::cross_entropy
-// on the gathered logits, and an f64 finite-difference check of every op that core's registry
-// lists in communication_op_names() (core's gradient-check suite leaves those to this file).
+// on the gathered logits, and an f64 finite-difference check of every op parallel/ registers in
+// core's op registry as the family kTensorParallelOps (core's suite leaves those to this file).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -124,7 +124,10 @@ TEST(TpOps, EveryCommunicationOpHasAGradientCheck) {
       for (const auto& e : n->next) stack.push_back(e.node);
     }
   }
-  for (const std::string& name : communication_op_names())
+  const std::vector<std::string> family = op_family(kTensorParallelOps);
+  // parallel/ registers these five beside their code; none may be lost.
+  EXPECT_EQ(family.size(), 5u);
+  for (const std::string& name : family)
     EXPECT_TRUE(seen.count(name)) << "communication op '" << name
                                   << "' has no gradient check in tests/parallel";
 }
