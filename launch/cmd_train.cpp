@@ -58,8 +58,15 @@ void prepare_default_data(const Config& cfg, const train::TrainOptions& o) {
   }
 }
 
-// In an MPI job world rank 0 prepares the data while the others wait; its failure is every
-// rank's error.
+bool world_rank_zero() {
+  if (!parallel::MpiEnv::active()) return true;
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank == 0;
+}
+
+}  // namespace
+
 void prepare_once(const Config& cfg, const train::TrainOptions& o) {
   if (!parallel::MpiEnv::active()) return prepare_default_data(cfg, o);
   int rank = 0;
@@ -80,15 +87,6 @@ void prepare_once(const Config& cfg, const train::TrainOptions& o) {
   MPI_Bcast(text.data(), length, MPI_CHAR, 0, MPI_COMM_WORLD);
   if (length > 0) STRATA_FAIL(std::string(text.begin(), text.end()));
 }
-
-bool world_rank_zero() {
-  if (!parallel::MpiEnv::active()) return true;
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank == 0;
-}
-
-}  // namespace
 
 Command make_train_command() {
   Command c;

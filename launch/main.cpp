@@ -21,8 +21,9 @@ int main(int argc, char** argv) {
   }
   using namespace strata::launch;
   const std::vector<Command> commands{
-      make_train_command(),   make_finetune_command(),  make_generate_command(),
-      make_prepare_command(), make_tokenizer_command(), make_inspect_command(),
+      make_train_command(),     make_finetune_command(),  make_generate_command(),
+      make_prepare_command(),   make_tokenizer_command(), make_inspect_command(),
+      make_calibrate_command(),
   };
   return run_main(commands, argc, argv);
 }

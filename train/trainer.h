@@ -62,11 +62,14 @@ inline const OptionNames<OptimizerKind>& optimizer_names() {
   return names;
 }
 
-// The budget units the trainer charges (reference seconds are not charged yet: issue 17).
+// The budget units: optimizer steps, trained tokens, wall seconds, reference seconds (RST, from a
+// `strata calibrate` table) and analytic FLOPs (train/budget_costs.h).
 inline const OptionNames<optim::ClockKind>& budget_unit_names() {
   static const OptionNames<optim::ClockKind> names{{"steps", optim::ClockKind::steps},
                                                    {"tokens", optim::ClockKind::tokens},
-                                                   {"seconds", optim::ClockKind::seconds}};
+                                                   {"seconds", optim::ClockKind::seconds},
+                                                   {"rst", optim::ClockKind::reference_seconds},
+                                                   {"flops", optim::ClockKind::flops}};
   return names;
 }
 
@@ -105,6 +108,7 @@ struct TrainOptions {
   // Budget: the schedule fully decays exactly at its end.
   optim::ClockKind budget_unit = optim::ClockKind::steps;
   double budget = 300;
+  std::string rst_table;  // budget.unit rst: the reference costs `strata calibrate` wrote
 
   // Observability and checkpoints.
   int64_t log_every = 10;
@@ -153,6 +157,8 @@ struct TrainOptions {
     v("optim.final_lr", final_lr, "learning rate at the end of the budget");
     v("budget.unit", budget_unit, "what the budget counts", budget_unit_names());
     v("budget.amount", budget, "budget in budget.unit; the schedule fully decays at its end");
+    v("budget.rst_table", rst_table,
+      "budget.unit rst: reference costs per token and update, written by `strata calibrate`");
     v("log.every", log_every, "steps between progress lines");
     v("log.eval_every", eval_every, "steps between validation passes (0: at the end only)");
     v("log.eval_batches", eval_batches, "validation batches per pass");
@@ -174,7 +180,9 @@ struct TrainResult {
   std::vector<double> losses;  // training loss of each step this process ran
   double valid_loss = 0, valid_accuracy = 0;                // of the last evaluation
   std::vector<std::pair<int64_t, EvalCounts>> evaluations;  // (step, counts) of each evaluation
-  std::string sample;                                       // what Task::sample printed at the end
+  double final_lr =
+      0;  // the schedule's lr when the run stopped (its end value once the budget is spent)
+  std::string sample;  // what Task::sample printed at the end
 };
 
 // Where a run's training batches come from. counter() is what a checkpoint stores; the run's
@@ -253,6 +261,12 @@ class Trainer {
   int64_t step_ = 0;
   TrainResult result_;
 };
+
+// The optimizer of `options` over the model's parameters (tp: the group a sharded AdamWScale
+// measures whole-tensor RMS over).
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainOptions& options,
+                                                 const models::Module& model,
+                                                 parallel::Communicator& tp);
 
 // Micro-batches per optimizer step (data.grad_accum, or parallel.micro_batches under pipeline
 // parallelism); throws naming the option when the batch options do not fit the layout.
