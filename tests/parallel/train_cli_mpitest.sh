@@ -82,7 +82,7 @@ heads=(--model.d_model 32 --model.n_heads 4 --model.n_kv_heads 2)
 job vocab 2 x "vocab 261 is not divisible by the tensor-parallel size 2.*DP1 x TP2 x PP1" \
   --parallel.tp 2 --model.vocab 261
 job empty-stage 4 x "4 stages but the model has only 2 blocks.*DP1 x TP1 x PP4" --parallel.pp 4
-job schedule 2 x "parallel.schedule: unknown value 'zigzag'" --parallel.pp 2 --parallel.schedule zigzag
+job schedule 2 x "parallel.schedule zigzag is invalid: unknown value 'zigzag'; valid: gpipe, 1f1b" --parallel.pp 2 --parallel.schedule zigzag
 
 # Without a launcher the same command is one process and never initialises MPI.
 out="$work/plain.out"
