@@ -273,6 +273,7 @@ CommandChecks train_checks() {
   r["optim.final_lr"] = {at_least(0), not_above("optim.lr")};
   r["budget.unit"] = {one_of(train::budget_unit_names())};
   r["budget.amount"] = {above(0)};
+  r["budget.rst_table"] = {path(PathKind::File, true, "a table written by `strata calibrate`")};
   r["log.every"] = {at_least(1)};
   r["log.eval_every"] = {at_least(0)};
   r["log.eval_batches"] = {at_least(1)};
@@ -289,6 +290,15 @@ CommandChecks train_checks() {
   r["parallel.timeout"] = {above(0)};
   c.free["log.sample_prompt"] = "any text";
   c.whole = check_model_shape;
+  return c;
+}
+
+// `strata calibrate` takes the train options (the model it measures) and its own.
+CommandChecks calibrate_checks() {
+  CommandChecks c = train_checks();
+  c.rules["calibrate.out"] = {path(PathKind::File, false, "the table file to write")};
+  c.rules["calibrate.reps"] = {at_least(1)};
+  c.free["calibrate.all_depths"] = "a bool";
   return c;
 }
 
@@ -384,6 +394,7 @@ const CommandChecks& command_checks(std::string_view name) {
       {"train", train_checks()},         {"finetune", finetune_checks()},
       {"generate", generate_checks()},   {"prepare", prepare_checks()},
       {"tokenizer", tokenizer_checks()}, {"inspect", inspect_checks()},
+      {"calibrate", calibrate_checks()},
   };
   static const CommandChecks none;
   const auto it = all.find(name);

@@ -26,8 +26,9 @@ namespace fs = std::filesystem;
 
 // Every command of `strata`, as launch/main.cpp lists them.
 std::vector<Command> commands() {
-  return {make_train_command(),   make_finetune_command(),  make_generate_command(),
-          make_prepare_command(), make_tokenizer_command(), make_inspect_command()};
+  return {make_train_command(),    make_finetune_command(),  make_generate_command(),
+          make_prepare_command(),  make_tokenizer_command(), make_inspect_command(),
+          make_calibrate_command()};
 }
 
 std::vector<std::string> declared_names(const Command& c) {
