@@ -9,16 +9,8 @@ repo="$2"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-mkdir -p "$work/text/train" "$work/text/valid"
-for d in $(seq 0 11); do
-  split=train; ((d >= 10)) && split=valid
-  for i in $(seq 0 80); do
-    echo "document $d line $i: the quick brown fox $((i * 7 % 13)) jumps over the lazy dog $((i % 5))."
-  done >"$work/text/$split/doc$d.txt"
-done
-"$strata" tokenizer train --kind bytes --out "$work/bytes.tok" >/dev/null 2>&1
-"$strata" prepare --input "$work/text/train" --tokenizer "$work/bytes.tok" --out "$work/train" --quiet
-"$strata" prepare --input "$work/text/valid" --tokenizer "$work/bytes.tok" --out "$work/valid" --quiet
+source "$(dirname "${BASH_SOURCE[0]}")/byte_corpus.sh"
+byte_corpus "$work" 12 10 80
 
 common=(--config "$repo/configs/decoder-tiny.ini" --data.prepare never
         --data.tokenizer "$work/bytes.tok" --data.train "$work/train" --data.valid "$work/valid"
