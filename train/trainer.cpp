@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -22,6 +23,7 @@
 #include "train/metrics.h"
 #include "train/parallel_step.h"
 #include "train/step_path.h"
+#include "train/stop_signals.h"
 #include "train/trainer_state.h"
 
 namespace strata::train {
@@ -395,7 +397,18 @@ void Trainer::save() {
   for (const auto& m : methods_) m->save_state(state);
   const fs::path dir = save_training_checkpoint(o_.run_dir, step_, task_.module(), *s.opt, state,
                                                 o_.keep_last, topo_);
+  saved_step_ = step_;
   *s.log << "saved " << dir.string() << "\n";
+}
+
+int Trainer::stop_requested() {
+  int signal = StopSignals::received();
+  if (topo_.world_size() > 1) {
+    Tensor t = from_vector<int64_t>({signal}, {1});
+    topo_.world().all_reduce(t, parallel::ReduceOp::Max, "world.stop_signal");
+    signal = int(t.item<int64_t>());
+  }
+  return signal;
 }
 
 void Trainer::write_metrics(const std::string& kind, const std::map<std::string, double>& values) {
@@ -412,13 +425,22 @@ TrainResult Trainer::run() {
   auto due = [this](int64_t every) { return every > 0 && step_ % every == 0; };
   while (!budget_done()) {
     if (o_.stop_after > 0 && step_ - first >= o_.stop_after) break;
+    if (const int signal = stop_requested()) {
+      result_.stopped_by_signal = signal;
+      *s_->log << "stopping at step " << step_ << " on signal " << signal << " ("
+               << strsignal(signal) << "): saving, then exiting with " << kExitSavedRequeue
+               << " (requeue me)\n";
+      break;
+    }
     step();
     const bool last = budget_done();
     if (last || due(o_.log_every)) log_progress();
     if (last || due(o_.eval_every)) evaluate();
     if (last || due(o_.save_every)) save();
   }
-  if (o_.stop_after > 0 && step_ - first >= o_.stop_after && !budget_done()) save();
+  const bool interrupted =
+      result_.stopped_by_signal || (o_.stop_after > 0 && step_ - first >= o_.stop_after);
+  if (interrupted && !budget_done() && saved_step_ != step_) save();
   flush_pending();
   result_.step = step_;
   result_.final_lr = s_->opt->lr();

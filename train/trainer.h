@@ -182,7 +182,8 @@ struct TrainResult {
   std::vector<std::pair<int64_t, EvalCounts>> evaluations;  // (step, counts) of each evaluation
   double final_lr =
       0;  // the schedule's lr when the run stopped (its end value once the budget is spent)
-  std::string sample;  // what Task::sample printed at the end
+  int stopped_by_signal = 0;  // the signal that stopped the run (it saved its step first); 0: none
+  std::string sample;         // what Task::sample printed at the end
 };
 
 // Where a run's training batches come from. counter() is what a checkpoint stores; the run's
@@ -240,6 +241,9 @@ class Trainer {
 
   int64_t steps_done() const { return step_; }
   bool budget_done() const;
+  // Whether a stop signal arrived on any rank (train/stop_signals.h): one small all-reduce (MAX)
+  // over the world in a parallel job, so every rank stops at the same step. Returns the signal.
+  int stop_requested();
   // World rank 0's run log (a silent stream on the other ranks) and metrics.jsonl, after setup().
   std::ostream& log();
   void write_metrics(const std::string& kind, const std::map<std::string, double>& values);
@@ -259,6 +263,7 @@ class Trainer {
   std::vector<std::unique_ptr<TrainingMethod>> methods_;
   std::unique_ptr<State> s_;
   int64_t step_ = 0;
+  int64_t saved_step_ = -1;  // the step of the last checkpoint this run wrote
   TrainResult result_;
 };
 

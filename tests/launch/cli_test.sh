@@ -63,6 +63,9 @@ expect train-unknown-preset 2 "--model.preset bert-huge is invalid: unknown valu
   "$strata" train --model.type bert --model.preset bert-huge --run.dir "$tmp/run"
 expect train-bert-dump-config 0 "type = bert" -- \
   "$strata" train --config "$REPO/configs/bert-small.ini" --dump-config
+# srun without an MPI plugin: copies that cannot form one job are refused, naming the fix.
+expect srun-without-mpi 2 "without an MPI launcher.*srun --mpi=pmix" -- \
+  env SLURM_NTASKS=4 SLURM_STEP_ID=0 "$strata" train --help
 expect finetune-no-task 1 "task files missing.*$tmp/none.tsv" -- \
   "$strata" finetune --task.build never --task.train "$tmp/none.tsv" --task.valid "$tmp/none.tsv"
 expect finetune-no-tokenizer 1 "pass --tokenizer" -- \
