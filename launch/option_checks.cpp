@@ -380,6 +380,7 @@ CommandChecks tokenizer_checks() {
 CommandChecks inspect_checks() {
   CommandChecks c;
   c.rules["dir"] = {path(PathKind::Directory, true, "a checkpoint or run directory")};
+  c.rules["compare"] = {path(PathKind::Directory, true, "a checkpoint directory")};
   return c;
 }
 

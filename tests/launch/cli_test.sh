@@ -63,6 +63,12 @@ expect train-unknown-preset 2 "--model.preset bert-huge is invalid: unknown valu
   "$strata" train --model.type bert --model.preset bert-huge --run.dir "$tmp/run"
 expect train-bert-dump-config 0 "type = bert" -- \
   "$strata" train --config "$REPO/configs/bert-small.ini" --dump-config
+# inspect --compare: every tensor bit for bit; different checkpoints exit 1 and name what differs.
+legacy="$REPO/tests/fixtures/legacy_1f9f33f/runs"
+expect compare-same 0 "^identical: 63 tensors" -- \
+  "$strata" inspect "$legacy/decoder/step_000000004" --compare "$legacy/decoder/step_000000004"
+expect compare-different 1 "differs: parameter lm_head.weight" -- \
+  "$strata" inspect "$legacy/decoder/step_000000004" --compare "$legacy/t5/step_000000004"
 # srun without an MPI plugin: copies that cannot form one job are refused, naming the fix.
 expect srun-without-mpi 2 "without an MPI launcher.*srun --mpi=pmix" -- \
   env SLURM_NTASKS=4 SLURM_STEP_ID=0 "$strata" train --help
