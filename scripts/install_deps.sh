@@ -8,6 +8,7 @@ packages=(
   libopenmpi-dev openmpi-bin libhdf5-openmpi-dev
   libboost-program-options-dev libsentencepiece-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev
+  slurm-wlm munge  # tests/cluster: a one-node Slurm preempts and requeues a job
 )
 missing=()
 for p in "${packages[@]}"; do
