@@ -40,6 +40,13 @@ class DecoderTask final
                         batch_ids(b.targets, b.rows, b.target_len));
   }
 
+  Tensor sampled_label_loss(const data::Batch& b, const RandomKey& key) override {
+    const Tensor targets = batch_ids(b.targets, b.rows, b.target_len);
+    const Tensor logits = model().forward(batch_ids(b.inputs, b.rows, b.input_len));
+    const Tensor sampled = sample_labels(logits, targets, key).to(logits.device());
+    return cross_entropy(logits, sampled);
+  }
+
   void evaluate(const data::Batch& b, EvalCounts& c) override {
     const Tensor targets = batch_ids(b.targets, b.rows, b.target_len);
     const Tensor logits = model().forward(batch_ids(b.inputs, b.rows, b.input_len));

@@ -1,8 +1,11 @@
 #include "train/task.h"
 
 #include <algorithm>
+#include <cmath>
 
+#include "core/autograd/grad_mode.h"
 #include "core/ops.h"
+#include "core/random/philox.h"
 #include "train/task_factories.h"
 
 namespace strata::train {
@@ -15,6 +18,44 @@ Tensor batch_ids(const std::vector<int32_t>& values, int64_t rows, int64_t cols)
 int64_t loss_positions(const data::Batch& b) {
   return int64_t(
       std::count_if(b.targets.begin(), b.targets.end(), [](int32_t t) { return t != -100; }));
+}
+
+Tensor sample_labels(const Tensor& logits, const Tensor& targets, const RandomKey& key) {
+  NoGradGuard no_grad;
+  const int64_t V = logits.shape().back();
+  const int64_t n = targets.numel();
+  STRATA_CHECK(V > 0 && logits.numel() == n * V, "sample_labels: logits ",
+               shape_str(logits.shape()), " do not match targets ", shape_str(targets.shape()));
+  const std::vector<double> l =
+      logits.detach().to(Device::cpu()).to(DType::f64).to_vector<double>();
+  const std::vector<int64_t> t = targets.to(Device::cpu()).to(DType::i64).to_vector<int64_t>();
+  const Philox rng(key.seed, key.stream, key.step);
+  std::vector<int64_t> out(size_t(n), -100);
+  for (int64_t i = 0; i < n; ++i) {
+    if (t[size_t(i)] == -100) continue;
+    const double* row = l.data() + i * V;
+    const double mx = *std::max_element(row, row + V);
+    double total = 0;
+    for (int64_t v = 0; v < V; ++v) total += std::exp(row[v] - mx);
+    const double target = rng.uniform_f64(key.index_offset + uint64_t(i)) * total;
+    double c = 0;
+    int64_t pick = V - 1;  // rounding can leave the last bucket's edge below target
+    for (int64_t v = 0; v < V; ++v) {
+      c += std::exp(row[v] - mx);
+      if (c > target) {
+        pick = v;
+        break;
+      }
+    }
+    out[size_t(i)] = pick;
+  }
+  return from_vector(out, targets.shape());
+}
+
+Tensor Task::sampled_label_loss(const data::Batch&, const RandomKey&) {
+  STRATA_FAIL("train: the ", kind(),
+              " task has no sampled-label loss, which Sophia-G's Hessian pass needs; train it "
+              "with optim.name = lion, adamw, adamwscale or adafactor (sophiag: decoder only)");
 }
 
 void fail_pipelined(std::string_view kind, std::string_view what) {

@@ -110,6 +110,12 @@ class Task {
   virtual std::string generate(const data::Tokenizer& tokenizer, std::string_view prompt,
                                const SampleOptions& options) = 0;
 
+  // Sophia-G's Gauss-Newton-Bartlett pass (optim/sophia.h, train/methods/sophia_hessian.h): the
+  // mean cross-entropy of the batch's logits against labels drawn from the model's own softmax at
+  // every position that carries a loss (-100 targets stay ignored), with autograd history
+  // through the logits only (none through the draw). The draws are sample_labels(logits,
+  // targets, key): the same on every run. Tasks without it throw naming the fix.
+  virtual Tensor sampled_label_loss(const data::Batch& batch, const RandomKey& key);
   // Pipeline parallelism (a task made with placement.pipelined()): the task holds only its stage,
   // which the trainer runs through parallel::PipelineExecutor; loss, evaluate, sample and
   // generate then throw. Null for a whole model.
@@ -141,5 +147,11 @@ Tensor batch_ids(const std::vector<int32_t>& values, int64_t rows, int64_t cols)
 // Target positions that carry a loss (not the ignore index -100): what a batch's mean loss
 // divides by, for every task.
 int64_t loss_positions(const data::Batch& batch);
+// Labels drawn from softmax(logits) at each position of logits [..., V] whose target is not -100
+// (-100 elsewhere), as an i64 tensor of targets' shape on the CPU. Position i (row-major over the
+// leading dims) draws by inverse CDF (in f64, vocabulary order) with the uniform
+// Philox(key.seed, key.stream, key.step).uniform_f64(key.index_offset + i): a pure function of
+// the key, so a resumed run draws the same labels.
+Tensor sample_labels(const Tensor& logits, const Tensor& targets, const RandomKey& key);
 
 }  // namespace strata::train

@@ -14,11 +14,12 @@
 #include "core/fma_peak.h"
 #include "core/ops.h"
 #include "core/runtime.h"
-#include "optim/adamw.h"
 #include "optim/clock.h"
 #include "optim/schedule.h"
 #include "parallel/topology.h"
+#include "train/methods/sophia_hessian.h"
 #include "train/metrics.h"
+#include "train/optimizer_factory.h"
 #include "train/parallel_step.h"
 #include "train/step_path.h"
 #include "train/trainer_state.h"
@@ -29,22 +30,6 @@ namespace fs = std::filesystem;
 using SteadyClock = std::chrono::steady_clock;
 
 namespace {
-
-std::unique_ptr<optim::Optimizer> make_optimizer(const TrainOptions& o, const models::Module& model,
-                                                 parallel::Communicator& tp) {
-  std::vector<optim::NamedParam> named;
-  for (const auto& [name, p] : model.named_parameters()) named.push_back({name, p});
-  const optim::Hyper hyper{o.lr, o.weight_decay, o.beta1, o.beta2, o.eps};
-  auto groups = optim::make_param_groups(named, hyper);
-  switch (o.optimizer) {
-    case OptimizerKind::AdamW:
-      return std::make_unique<optim::AdamW>(std::move(groups));
-    case OptimizerKind::AdamWScale:
-      if (tp.size() > 1) return std::make_unique<ShardedAdamWScale>(std::move(groups), model, tp);
-      return std::make_unique<optim::AdamWScale>(std::move(groups));
-  }
-  STRATA_FAIL("train: optimizer ", int(o.optimizer), " has no implementation");
-}
 
 // The nominal step axis of the schedule: exact for a step budget, derived for tokens, and a
 // fixed nominal length for wall time (the schedule then follows the fraction of time used).
@@ -137,7 +122,11 @@ Trainer::Trainer(const TrainOptions& options, std::ostream& log, const parallel:
       topo_(topology),
       device_(device),
       task_(task),
-      data_(std::move(data)) {}
+      data_(std::move(data)) {
+  // Sophia-G's Hessian EMA needs its pass every optim.hessian_every steps, whatever the setup.
+  if (o_.optimizer == OptimizerKind::SophiaG)
+    methods_.push_back(std::make_unique<SophiaHessian>(o_.hessian_every));
+}
 
 Trainer::~Trainer() = default;
 
@@ -166,7 +155,7 @@ void Trainer::setup() {
   model.train();
   // Before the optimizer exists, so its state is created on the same device.
   if (s.on_gpu) model.to(device_);
-  s.opt = make_optimizer(o_, model, topo_.tp());
+  s.opt = make_optimizer(o_, model, topo_.tp(), tokens_per_step);
   s.shared_clock = s.parallel_job && o_.budget_unit == optim::ClockKind::seconds;
   s.clock = s.shared_clock ? optim::Clock(o_.budget_unit, [&s] { return s.shared_now; })
                            : optim::Clock(o_.budget_unit);

@@ -20,6 +20,34 @@ std::pair<std::string, std::string> split_state_key(const std::string& key) {
   return {key.substr(0, slash), key.substr(slash + 1)};
 }
 
+// Each parameter's own step count (Optimizer::param_steps) under "optimizer_step.<param>";
+// a checkpoint without them (written before per-parameter counts) gives every parameter the
+// global count, which is what every parameter then had.
+constexpr const char* kParamStepPrefix = "optimizer_step.";
+
+std::map<std::string, int64_t> read_param_steps(const CheckpointState& s) {
+  std::map<std::string, int64_t> out;
+  const std::string prefix = kParamStepPrefix;
+  for (auto it = s.ints.lower_bound(prefix); it != s.ints.end() && it->first.starts_with(prefix);
+       ++it)
+    out[it->first.substr(prefix.size())] = it->second;
+  return out;
+}
+
+// How a state tensor is laid out over tensor parallelism: as its parameter when it has the
+// parameter's (local) shape, else (Adafactor's factored moments, refused under tp > 1)
+// replicated with its own shape.
+models::Sharding state_sharding(const models::Module& model, const std::string& param,
+                                const Tensor& t) {
+  const models::Sharding& ps = model.sharding(param);
+  if (t.shape() == ps.local_shape()) return ps;
+  STRATA_CHECK(ps.is_replicated(), "checkpoint: optimizer state of '", param, "' has shape ",
+               shape_str(t.shape()),
+               ", not its sharded parameter's; such state cannot be "
+               "split over tensor parallelism");
+  return models::Sharding::replicated(t.shape());
+}
+
 void check_fits(const CheckpointState& s, const std::string& fingerprint,
                 std::string_view expected_kind, const fs::path& dir) {
   auto fp = s.strings.find("tokenizer_fingerprint");
@@ -42,6 +70,7 @@ CheckpointState trainer_state(Task& task, const optim::Optimizer& opt, const opt
   CheckpointState s;
   const optim::ClockState c = clock.state();
   s.ints["optimizer_steps"] = opt.step_count();
+  for (const auto& [param, t] : opt.param_steps()) s.ints[kParamStepPrefix + param] = t;
   s.ints["clock_steps"] = c.steps;
   s.ints["tokens_consumed"] = c.tokens;
   s.ints["loader_counter"] = int64_t(loader_counter);
@@ -71,7 +100,7 @@ fs::path save_training_checkpoint(const fs::path& run_dir, int64_t step, models:
   s.model = sharded_parameters(model);
   for (const auto& [key, t] : opt.state()) {
     const auto [param, name] = split_state_key(key);
-    s.optim[param][name] = {t.detach(), model.sharding(param)};
+    s.optim[param][name] = {t.detach(), state_sharding(model, param, t)};
   }
   s.strings = std::move(state.strings);
   s.ints = std::move(state.ints);
@@ -102,7 +131,7 @@ CheckpointState load_training_checkpoint(const fs::path& dir, models::Module& mo
     request.model = parameter_shardings(model);
     for (const auto& [key, t] : opt.state()) {
       const auto [param, name] = split_state_key(key);
-      request.optim[param][name] = model.sharding(param);
+      request.optim[param][name] = state_sharding(model, param, t);
     }
     s = load_sharded_checkpoint(dir, request, topology.world(), !verified);
   }
@@ -117,7 +146,7 @@ CheckpointState load_training_checkpoint(const fs::path& dir, models::Module& mo
   std::map<std::string, Tensor> state;
   for (const auto& [param, entries] : s.optim)
     for (const auto& [k, t] : entries) state[param + "/" + k] = t;
-  opt.load_state(state, s.ints.at("optimizer_steps"));
+  opt.load_state(state, s.ints.at("optimizer_steps"), read_param_steps(s));
   optim::ClockState c;
   c.steps = s.ints.at("clock_steps");
   c.tokens = s.ints.at("tokens_consumed");
