@@ -36,15 +36,22 @@ class DecoderTask final
   }
 
   Tensor loss(const data::Batch& b) override {
-    return model().loss(batch_ids(b.inputs, b.rows, b.input_len),
-                        batch_ids(b.targets, b.rows, b.target_len));
+    const Tensor ids = batch_ids(b.inputs, b.rows, b.input_len);
+    const Tensor targets = batch_ids(b.targets, b.rows, b.target_len);
+    if (!sampling_) return model().loss(ids, targets);
+    // Sophia's pass: the whole vocabulary's logits (gathered under tensor parallelism, so every
+    // tp rank draws the same labels), the draw keyed by the rows' global sample indices.
+    const Tensor logits = model().forward(ids);
+    const Tensor sampled = sample_labels(logits, targets, *sampling_, b.global_index);
+    return cross_entropy(logits, sampled.to(logits.device()));
   }
 
-  Tensor sampled_label_loss(const data::Batch& b, const RandomKey& key) override {
-    const Tensor targets = batch_ids(b.targets, b.rows, b.target_len);
-    const Tensor logits = model().forward(batch_ids(b.inputs, b.rows, b.input_len));
-    const Tensor sampled = sample_labels(logits, targets, key).to(logits.device());
-    return cross_entropy(logits, sampled);
+  void set_label_sampling(std::optional<RandomKey> key) override {
+    STRATA_CHECK(!key || !stage_,
+                 "sophiag: the Hessian pass is not written for pipeline "
+                 "parallelism yet (the last stage would draw the labels); use parallel.pp = 1 "
+                 "(data and tensor parallelism work) or optim.name = lion");
+    sampling_ = key;
   }
 
   void evaluate(const data::Batch& b, EvalCounts& c) override {
@@ -115,7 +122,8 @@ class DecoderTask final
   }
 
  private:
-  models::DecoderConfig cfg_;  // as built: vocab and max_seq resolved
+  models::DecoderConfig cfg_;          // as built: vocab and max_seq resolved
+  std::optional<RandomKey> sampling_;  // Sophia's Hessian pass (set_label_sampling)
 };
 
 }  // namespace

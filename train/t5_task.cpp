@@ -38,7 +38,20 @@ class T5Task final : public ModelTask<models::T5Model, models::T5Stage, data::Sp
 
   Tensor loss(const data::Batch& b) override {
     const Tensor ids = batch_ids(b.inputs, b.rows, b.input_len);
-    return model().loss(ids, batch_ids(b.targets, b.rows, b.target_len), padding_mask(b, ids));
+    const Tensor labels = batch_ids(b.targets, b.rows, b.target_len);
+    if (!sampling_) return model().loss(ids, labels, padding_mask(b, ids));
+    // Sophia's pass: the decoder still reads the true labels shifted right (teacher forcing);
+    // only the targets of the cross-entropy are drawn, from the whole vocabulary's logits.
+    const Tensor logits = model().forward(
+        ids, models::T5Model::shift_right(labels, cfg_.decoder_start_id, cfg_.pad_id),
+        padding_mask(b, ids));
+    const Tensor sampled = sample_labels(logits, labels, *sampling_, b.global_index);
+    return cross_entropy(logits, sampled.to(logits.device()));
+  }
+
+  void set_label_sampling(std::optional<RandomKey> key) override {
+    STRATA_CHECK(!key || !stage_, kNoPipelineSophia);
+    sampling_ = key;
   }
 
   void evaluate(const data::Batch& b, EvalCounts& c) override {
@@ -129,7 +142,8 @@ class T5Task final : public ModelTask<models::T5Model, models::T5Stage, data::Sp
     return ne(ids, scalar_tensor(double(pad), DType::i64));
   }
 
-  models::T5Config cfg_;  // as built: vocab and special ids resolved
+  models::T5Config cfg_;               // as built: vocab and special ids resolved
+  std::optional<RandomKey> sampling_;  // Sophia's Hessian pass (set_label_sampling)
 };
 
 }  // namespace

@@ -20,12 +20,16 @@ int64_t loss_positions(const data::Batch& b) {
       std::count_if(b.targets.begin(), b.targets.end(), [](int32_t t) { return t != -100; }));
 }
 
-Tensor sample_labels(const Tensor& logits, const Tensor& targets, const RandomKey& key) {
+Tensor sample_labels(const Tensor& logits, const Tensor& targets, const RandomKey& key,
+                     const std::vector<uint64_t>& row_ids) {
   NoGradGuard no_grad;
   const int64_t V = logits.shape().back();
   const int64_t n = targets.numel();
-  STRATA_CHECK(V > 0 && logits.numel() == n * V, "sample_labels: logits ",
-               shape_str(logits.shape()), " do not match targets ", shape_str(targets.shape()));
+  const int64_t rows = int64_t(row_ids.size());
+  STRATA_CHECK(V > 0 && logits.numel() == n * V && rows > 0 && n % rows == 0,
+               "sample_labels: logits ", shape_str(logits.shape()), " do not match targets ",
+               shape_str(targets.shape()), " of ", rows, " rows");
+  const int64_t L = n / rows;
   const std::vector<double> l =
       logits.detach().to(Device::cpu()).to(DType::f64).to_vector<double>();
   const std::vector<int64_t> t = targets.to(Device::cpu()).to(DType::i64).to_vector<int64_t>();
@@ -37,7 +41,9 @@ Tensor sample_labels(const Tensor& logits, const Tensor& targets, const RandomKe
     const double mx = *std::max_element(row, row + V);
     double total = 0;
     for (int64_t v = 0; v < V; ++v) total += std::exp(row[v] - mx);
-    const double target = rng.uniform_f64(key.index_offset + uint64_t(i)) * total;
+    const uint64_t index =
+        key.index_offset + row_ids[size_t(i / L)] * uint64_t(L) + uint64_t(i % L);
+    const double target = rng.uniform_f64(index) * total;
     double c = 0;
     int64_t pick = V - 1;  // rounding can leave the last bucket's edge below target
     for (int64_t v = 0; v < V; ++v) {
@@ -52,10 +58,19 @@ Tensor sample_labels(const Tensor& logits, const Tensor& targets, const RandomKe
   return from_vector(out, targets.shape());
 }
 
-Tensor Task::sampled_label_loss(const data::Batch&, const RandomKey&) {
-  STRATA_FAIL("train: the ", kind(),
-              " task has no sampled-label loss, which Sophia-G's Hessian pass needs; train it "
-              "with optim.name = lion, adamw, adamwscale or adafactor (sophiag: decoder only)");
+std::vector<uint64_t> loss_position_ids(const data::Batch& b) {
+  std::vector<uint64_t> out;
+  for (int64_t r = 0; r < b.rows; ++r)
+    for (int64_t c = 0; c < b.target_len; ++c)
+      if (b.targets[size_t(r * b.target_len + c)] != -100)
+        out.push_back(b.global_index[size_t(r)] * uint64_t(b.target_len) + uint64_t(c));
+  return out;
+}
+
+void Task::set_label_sampling(std::optional<RandomKey> key) {
+  STRATA_CHECK(!key, "train: the ", kind(),
+               " task has no sampled-label loss, which Sophia-G's Hessian pass needs; train it "
+               "with optim.name = lion, adamw, adamwscale or adafactor");
 }
 
 void fail_pipelined(std::string_view kind, std::string_view what) {

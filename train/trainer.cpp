@@ -241,6 +241,7 @@ StepContext Trainer::context() {
   c.optimizer = s_->opt.get();
   c.topology = &topo_;
   c.log = s_->log;
+  c.path = s_->path.get();
   return c;
 }
 

@@ -14,6 +14,7 @@
 #include "tests/train/tiny_corpus.h"
 #include "train/checkpoint.h"
 #include "train/methods/sophia_hessian.h"
+#include "train/step_path.h"
 #include "train/trainer.h"
 
 namespace strata::train {
@@ -154,6 +155,7 @@ struct TinyDecoder {
     obj.seq_len = 8;
     task = make_task(m, obj, *tok, 7);
     batch.rows = 2, batch.input_len = 8, batch.target_len = 8;
+    batch.global_index = {5, 9};
     for (int i = 0; i < 16; ++i) {
       batch.inputs.push_back(int32_t(40 + (i * 7) % 50));
       batch.targets.push_back(i == 3 ? -100 : int32_t(40 + (i * 7 + 7) % 50));
@@ -167,8 +169,9 @@ struct TinyDecoder {
 };
 
 // The test's own draw: softmax in f64 and the inverse CDF, written apart from sample_labels.
-std::vector<int64_t> direct_labels(const Tensor& logits, const std::vector<int32_t>& targets,
-                                   uint64_t seed, uint64_t step, uint64_t offset) {
+std::vector<int64_t> direct_labels(const Tensor& logits, const data::Batch& b, uint64_t seed,
+                                   uint64_t step) {
+  const std::vector<int32_t>& targets = b.targets;
   const int64_t V = logits.shape().back();
   const auto l = logits.detach().to(DType::f64).to_vector<double>();
   const Philox rng(seed, kHessianLabelStream, step);
@@ -182,7 +185,8 @@ std::vector<int64_t> direct_labels(const Tensor& logits, const std::vector<int32
     double mx = -1e300, z = 0;
     for (int64_t v = 0; v < V; ++v) mx = std::max(mx, l[i * size_t(V) + size_t(v)]);
     for (int64_t v = 0; v < V; ++v) z += p[size_t(v)] = std::exp(l[i * size_t(V) + size_t(v)] - mx);
-    const double u = rng.uniform_f64(offset + i) * z;
+    const uint64_t row = b.global_index[i / size_t(b.target_len)];
+    const double u = rng.uniform_f64(row * uint64_t(b.target_len) + i % size_t(b.target_len)) * z;
     int64_t pick = V - 1;
     double c = 0;
     for (int64_t v = 0; v < V; ++v)
@@ -201,7 +205,10 @@ TEST(SophiaHessianPass, UpdatesHessianAsTheDirectComputation) {
   h.beta2 = 0.9;
   optim::SophiaOptions so;
   optim::Sophia sophia(optim::make_param_groups(d.params(), h), so);
-  SophiaHessian::hessian_pass(*d.task, sophia, {d.batch}, 1234, 5);
+  const parallel::Topology one = parallel::Topology::single();  // the path keeps a reference
+  const auto path =
+      make_step_path(*d.task, sophia, one, Device::cpu(), parallel::ScheduleKind::OneFOneB, 1);
+  SophiaHessian::hessian_pass(*d.task, sophia, *path, {d.batch}, 1234, 5);
   // Gradients are released after the pass.
   for (const auto& np : d.params()) EXPECT_FALSE(np.param.grad().defined()) << np.name;
 
@@ -209,7 +216,7 @@ TEST(SophiaHessianPass, UpdatesHessianAsTheDirectComputation) {
   Tensor ids = batch_ids(d.batch.inputs, 2, 8);
   models::DecoderLM& lm = dynamic_cast<models::DecoderLM&>(d.task->module());
   const Tensor logits = lm.forward(ids);
-  const std::vector<int64_t> labels = direct_labels(logits, d.batch.targets, 1234, 5, 0);
+  const std::vector<int64_t> labels = direct_labels(logits, d.batch, 1234, 5);
   cross_entropy(logits, from_vector(labels, {2, 8})).backward();
   const auto state = sophia.state();
   int checked = 0;
@@ -236,13 +243,16 @@ TEST(SophiaHessianPass, DrawsArePureFunctionsOfTheKeyAndFollowTheSoftmax) {
   std::vector<float> l;
   for (int64_t i = 0; i < n; ++i)
     for (double p : {0.1, 0.2, 0.3, 0.4}) l.push_back(float(std::log(p) + 3.0));
-  const Tensor logits = from_vector(l, {n, 4});
-  const Tensor targets = zeros({n}, DType::i64);
+  const Tensor logits = from_vector(l, {1, n, 4});
+  const Tensor targets = zeros({1, n}, DType::i64);
   RandomKey key{9, kHessianLabelStream, 3, 0};
-  const auto a = sample_labels(logits, targets, key).to_vector<int64_t>();
-  EXPECT_EQ(a, sample_labels(logits, targets, key).to_vector<int64_t>());
+  const std::vector<uint64_t> rows{0};  // one row of n positions
+  const auto a = sample_labels(logits, targets, key, rows).to_vector<int64_t>();
+  EXPECT_EQ(a, sample_labels(logits, targets, key, rows).to_vector<int64_t>());
   key.step = 4;
-  EXPECT_NE(a, sample_labels(logits, targets, key).to_vector<int64_t>());
+  EXPECT_NE(a, sample_labels(logits, targets, key, rows).to_vector<int64_t>());
+  key.step = 3;
+  EXPECT_NE(a, sample_labels(logits, targets, key, {1}).to_vector<int64_t>());
   std::vector<double> count(4, 0.0);
   for (int64_t v : a) count[size_t(v)] += 1;
   for (int v = 0; v < 4; ++v) {
@@ -250,8 +260,8 @@ TEST(SophiaHessianPass, DrawsArePureFunctionsOfTheKeyAndFollowTheSoftmax) {
     EXPECT_NEAR(count[size_t(v)], n * p, 4 * sd) << "class " << v;
   }
   // Ignored positions stay ignored.
-  const Tensor ign = full({3}, -100, DType::i64);
-  EXPECT_EQ(sample_labels(from_vector(std::vector<float>(12, 0.f), {3, 4}), ign, key)
+  const Tensor ign = full({3, 1}, -100, DType::i64);
+  EXPECT_EQ(sample_labels(from_vector(std::vector<float>(12, 0.f), {3, 4}), ign, key, {0, 1, 2})
                 .to_vector<int64_t>(),
             (std::vector<int64_t>{-100, -100, -100}));
 }

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/ops.h"
+#include "parallel/topology.h"
 
 namespace strata::train {
 
@@ -25,44 +26,61 @@ SophiaHessian::SophiaHessian(int64_t every) : every_(every) {
 }
 
 void SophiaHessian::before_step(StepContext& step) {
-  STRATA_CHECK(!step.topology || step.topology->world_size() == 1,
-               "sophiag: the Hessian pass runs in one process only so far (its gradients are "
-               "not reduced over data parallelism, and tensor parallelism would need a "
-               "vocabulary-parallel draw); train sophiag without mpirun, or use optim.name = lion "
-               "in parallel");
   sophia_of(step);
+  if (checked_) return;
+  // A task that cannot draw labels (a classifier, a pipeline stage) says so before the first
+  // step rather than at the first pass, k steps in.
+  step.task->set_label_sampling(RandomKey{});
+  step.task->set_label_sampling(std::nullopt);
+  checked_ = true;
 }
 
 void SophiaHessian::on_batch(StepContext&, std::vector<data::Batch>& micro_batches) {
   batches_ = micro_batches;
 }
 
-void SophiaHessian::hessian_pass(Task& task, optim::Sophia& sophia,
+void SophiaHessian::hessian_pass(Task& task, optim::Sophia& sophia, StepPath& path,
                                  const std::vector<data::Batch>& batches, uint64_t seed,
                                  int64_t step) {
   STRATA_CHECK(!batches.empty(), "sophia_hessian: no batches for the Hessian pass");
-  const double weight = 1.0 / double(batches.size());
-  for (size_t m = 0; m < batches.size(); ++m) {
-    RandomKey key;
-    key.seed = seed;
-    key.stream = kHessianLabelStream;
-    key.step = uint64_t(step);
-    // Micro-batches draw disjoint numbers: 2^40 positions each is more than any batch holds.
-    key.index_offset = uint64_t(m) << 40;
-    Tensor loss = task.sampled_label_loss(batches[m], key);
-    if (batches.size() > 1) loss = loss * weight;
-    loss.backward();
-  }
+  RandomKey key;
+  key.seed = seed;
+  key.stream = kHessianLabelStream;
+  key.step = uint64_t(step);
+  // Restores the targets however the pass ends.
+  struct Sampling {
+    Task& task;
+    Sampling(Task& t, const RandomKey& k) : task(t) { task.set_label_sampling(k); }
+    ~Sampling() { task.set_label_sampling(std::nullopt); }
+  } sampling(task, key);
+  path.forward_backward(batches);
   sophia.update_hessian();
   sophia.zero_grad();
 }
 
 void SophiaHessian::on_clock(StepContext& step, StepCharge&) {
   optim::Sophia& sophia = sophia_of(step);
-  last_win_rate_ = sophia.win_rate();
   if (step.step % every_ != every_ - 1) return;
-  hessian_pass(*step.task, sophia, batches_, step.seed, step.step);
-  for (const data::Batch& b : batches_) hessian_tokens_ += b.rows * b.input_len;
+  // Under tensor parallelism each rank counts its shards: the whole model's rate needs the sum.
+  double counts[2] = {double(sophia.unclipped_count()), double(sophia.counted_coordinates())};
+  if (step.topology && step.topology->layout().tp > 1) {
+    Tensor t = from_vector<double>({counts[0], counts[1]}, {2});
+    step.topology->tp().all_reduce(t, parallel::ReduceOp::Sum, "tp.sophia.win_rate");
+    const std::vector<double> v = t.to_vector<double>();
+    counts[0] = v[0], counts[1] = v[1];
+  }
+  last_win_rate_ = counts[1] > 0 ? counts[0] / counts[1] : 0.0;
+  STRATA_CHECK(step.path, "sophia_hessian: the trainer gave no step path");
+  hessian_pass(*step.task, sophia, *step.path, batches_, step.seed, step.step);
+  // The whole job's tokens (data-parallel ranks hold some rows each), the same on every rank.
+  int64_t tokens = 0;
+  for (const data::Batch& b : batches_) tokens += b.rows * b.input_len;
+  if (step.topology && step.topology->layout().dp > 1) {
+    Tensor t = from_vector<int64_t>({tokens}, {1});
+    step.topology->dp().all_reduce(t, parallel::ReduceOp::Sum, "dp.sophia.tokens");
+    tokens = t.item<int64_t>();
+  }
+  hessian_tokens_ += tokens;
   ++passes_;
   if (step.log) {
     char line[160];

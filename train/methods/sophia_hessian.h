@@ -2,7 +2,8 @@
 // Sophia-G's Hessian EMA (optim/sophia.h; ALGORITHMS.md 3.6) as a training method: every k steps
 // a Gauss-Newton-Bartlett pass over the step's micro-batches (one optimizer batch, as No Train No
 // Gain's T5) draws labels from the model's own softmax, backpropagates the mean cross-entropy
-// against them and calls Sophia::update_hessian.
+// against them through the step's own path (StepContext::path: the same micro-batch weighting
+// and data-parallel reduction as the step) and calls Sophia::update_hessian.
 //
 // Where: on_clock, i.e. after the optimizer step and zero_grad. The authors' loop
 // (train_sophiag.py) runs the pass after optimizer.step() and zero_grad() on the updated
@@ -10,18 +11,20 @@
 // polluted (after_backward, the hook meant for extra passes, would have to save and restore
 // every gradient). The pass runs at steps s (0-based) with s % k == k - 1, as theirs.
 //
-// Draws: Philox keyed by (run.seed, stream 6, step, micro-batch and position), so a resumed run
-// draws the same labels; the pass count and the last win rate go into checkpoints. The win rate
-// of every step (fraction of unclipped coordinates) is printed with each pass.
+// Draws: Philox keyed by (run.seed, stream 6, step, the row's global sample index, position)
+// (Task::set_label_sampling, sample_labels), so a resumed run and every data- or
+// tensor-parallel layout draw the same labels; the pass count and the last win rate go into
+// checkpoints. The win rate (fraction of unclipped coordinates, over the whole model under tensor
+// parallelism) is printed with each pass.
 //
-// One process only for now: a data-parallel pass would need its gradients reduced and a
-// tensor-parallel one a vocabulary-parallel draw; the method refuses other layouts naming that.
-// The pass's work is not charged to the budget yet (the budget units beyond tokens are issue 17's
-// other half); it is counted in hessian_tokens().
+// Not under pipeline parallelism yet (the last stage would have to draw the labels): refused
+// naming that. The pass's work is not charged to the budget yet (the budget units beyond tokens
+// are issue 17's other half); it is counted in hessian_tokens().
 #include <cstdint>
 #include <vector>
 
 #include "optim/sophia.h"
+#include "train/step_path.h"
 #include "train/training_method.h"
 
 namespace strata::train {
@@ -43,10 +46,10 @@ class SophiaHessian final : public TrainingMethod {
   int64_t hessian_tokens() const { return hessian_tokens_; }
   double last_win_rate() const { return last_win_rate_; }
 
-  // One pass: the sampled-label loss of each batch (weighted 1/batches, as the step's loss),
-  // backward, update_hessian, zero_grad. Gradients must be empty on entry (they are after the
-  // optimizer step). Public for tests.
-  static void hessian_pass(Task& task, optim::Sophia& sophia,
+  // One pass: `path`'s forward and backward of the batches with the task's labels drawn
+  // (Task::set_label_sampling), update_hessian, zero_grad. Gradients must be empty on entry (they
+  // are after the optimizer step). Public for tests.
+  static void hessian_pass(Task& task, optim::Sophia& sophia, StepPath& path,
                            const std::vector<data::Batch>& batches, uint64_t seed, int64_t step);
 
  private:
@@ -55,6 +58,7 @@ class SophiaHessian final : public TrainingMethod {
   int64_t hessian_tokens_ = 0;
   double last_win_rate_ = 0;
   std::vector<data::Batch> batches_;  // the step's micro-batches, for the pass
+  bool checked_ = false;              // the task can draw labels
 };
 
 }  // namespace strata::train
