@@ -52,7 +52,8 @@ class Optimizer {
   // Copies `state` into the live state tensors. Every key of state() must be present with the same
   // shape (dtype is converted); extra keys are an error naming them. A parameter missing from
   // `param_steps` takes `step_count` (checkpoints written before per-parameter counts, when every
-  // parameter was updated at every step); unknown names are an error.
+  // parameter was updated at every step); names it does not hold are skipped (a pipeline stage
+  // loads the whole model's counts).
   void load_state(const std::map<std::string, Tensor>& state, int64_t step_count,
                   const std::map<std::string, int64_t>& param_steps = {});
 

@@ -29,9 +29,16 @@ class DecoderTask final
   std::string_view kind() const override { return "decoder"; }
   void set_stage_batches(const std::vector<data::Batch>& batches) override {
     std::vector<models::DecoderMicroBatch> mb;
-    for (const data::Batch& b : batches)
+    for (const data::Batch& b : batches) {
       mb.push_back(
           {batch_ids(b.inputs, b.rows, b.input_len), batch_ids(b.targets, b.rows, b.target_len)});
+      // Sophia's pass: the last stage draws the labels, keyed as the whole model's loss() does.
+      if (sampling_)
+        mb.back().relabel = [key = *sampling_, rows = b.global_index](const Tensor& logits,
+                                                                      const Tensor& targets) {
+          return sample_labels(logits, targets, key, rows).to(logits.device());
+        };
+    }
     stage_->set_micro_batches(std::move(mb));
   }
 
@@ -46,13 +53,8 @@ class DecoderTask final
     return cross_entropy(logits, sampled.to(logits.device()));
   }
 
-  void set_label_sampling(std::optional<RandomKey> key) override {
-    STRATA_CHECK(!key || !stage_,
-                 "sophiag: the Hessian pass is not written for pipeline "
-                 "parallelism yet (the last stage would draw the labels); use parallel.pp = 1 "
-                 "(data and tensor parallelism work) or optim.name = lion");
-    sampling_ = key;
-  }
+  // Whole model: loss() draws; pipeline stage: set_stage_batches hands the draw to the last stage.
+  void set_label_sampling(std::optional<RandomKey> key) override { sampling_ = key; }
 
   void evaluate(const data::Batch& b, EvalCounts& c) override {
     const Tensor targets = batch_ids(b.targets, b.rows, b.target_len);

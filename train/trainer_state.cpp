@@ -1,6 +1,10 @@
 #include "train/trainer_state.h"
 
+#include <algorithm>
+#include <string>
+
 #include "core/autograd/grad_mode.h"
+#include "core/ops.h"
 #include "train/checkpoint.h"
 #include "train/parallel_checkpoint.h"
 
@@ -32,6 +36,37 @@ std::map<std::string, int64_t> read_param_steps(const CheckpointState& s) {
        ++it)
     out[it->first.substr(prefix.size())] = it->second;
   return out;
+}
+
+// Under pipeline parallelism each stage's optimizer counts only its own parameters, and world
+// rank 0 writes the trainer state: the stages' "optimizer_step.*" entries are gathered over the
+// pp group (as text, one i64 per character) so every rank's state holds the whole model's.
+void gather_stage_param_steps(CheckpointState& state, parallel::Communicator& pp) {
+  std::string text;
+  const std::string prefix = kParamStepPrefix;
+  for (auto it = state.ints.lower_bound(prefix);
+       it != state.ints.end() && it->first.starts_with(prefix); ++it)
+    text += it->first + "=" + std::to_string(it->second) + "\n";
+  const Tensor len =
+      pp.all_gather(from_vector<int64_t>({int64_t(text.size())}, {1}), 0, "pp.optimizer_steps.len");
+  int64_t longest = 0;
+  for (int64_t n : len.to_vector<int64_t>()) longest = std::max(longest, n);
+  std::vector<int64_t> chars(size_t(longest), 0);
+  for (size_t i = 0; i < text.size(); ++i) chars[i] = int64_t(static_cast<unsigned char>(text[i]));
+  const std::vector<int64_t> all =
+      pp.all_gather(from_vector<int64_t>(chars, {longest}), 0, "pp.optimizer_steps")
+          .to_vector<int64_t>();
+  std::string line;
+  for (int64_t c : all) {
+    if (c == 0) continue;  // padding
+    if (c != '\n') {
+      line += char(c);
+      continue;
+    }
+    const size_t eq = line.rfind('=');
+    state.ints[line.substr(0, eq)] = std::stoll(line.substr(eq + 1));
+    line.clear();
+  }
 }
 
 // How a state tensor is laid out over tensor parallelism: as its parameter when it has the
@@ -96,6 +131,7 @@ fs::path save_training_checkpoint(const fs::path& run_dir, int64_t step, models:
     }
     return save_checkpoint(run_dir, step, state, keep_last);
   }
+  if (topology.layout().pp > 1) gather_stage_param_steps(state, topology.pp());
   ShardedCheckpointState s;
   s.model = sharded_parameters(model);
   for (const auto& [key, t] : opt.state()) {

@@ -61,13 +61,17 @@ void SophiaHessian::hessian_pass(Task& task, optim::Sophia& sophia, StepPath& pa
 void SophiaHessian::on_clock(StepContext& step, StepCharge&) {
   optim::Sophia& sophia = sophia_of(step);
   if (step.step % every_ != every_ - 1) return;
-  // Under tensor parallelism each rank counts its shards: the whole model's rate needs the sum.
+  // Each rank counts the coordinates it holds: tensor-parallel shards and pipeline stages add up
+  // to the whole model (data-parallel replicas count the same).
   double counts[2] = {double(sophia.unclipped_count()), double(sophia.counted_coordinates())};
-  if (step.topology && step.topology->layout().tp > 1) {
-    Tensor t = from_vector<double>({counts[0], counts[1]}, {2});
-    step.topology->tp().all_reduce(t, parallel::ReduceOp::Sum, "tp.sophia.win_rate");
-    const std::vector<double> v = t.to_vector<double>();
-    counts[0] = v[0], counts[1] = v[1];
+  if (step.topology) {
+    for (parallel::Communicator* c : {&step.topology->tp(), &step.topology->pp()}) {
+      if (c->size() == 1) continue;
+      Tensor t = from_vector<double>({counts[0], counts[1]}, {2});
+      c->all_reduce(t, parallel::ReduceOp::Sum, "sophia.win_rate");
+      const std::vector<double> v = t.to_vector<double>();
+      counts[0] = v[0], counts[1] = v[1];
+    }
   }
   last_win_rate_ = counts[1] > 0 ? counts[0] / counts[1] : 0.0;
   STRATA_CHECK(step.path, "sophia_hessian: the trainer gave no step path");
