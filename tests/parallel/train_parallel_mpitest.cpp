@@ -275,6 +275,7 @@ struct Variant {
   std::string name;
   std::function<void(TrainOptions&)> apply;
   bool pipeline = true;  // false: layouts with pp > 1 are skipped (the variant refuses them)
+  bool tensor = true;    // false: layouts with tp > 1 are skipped
 };
 
 void check_equivalence(const std::string& type, const MethodFactory& methods = {},
@@ -299,7 +300,7 @@ void check_equivalence(const std::string& type, const MethodFactory& methods = {
   }
   barrier();
   for (const LayoutCase& l : layouts()) {
-    if (l.pp > 1 && !variant.pipeline) continue;
+    if ((l.pp > 1 && !variant.pipeline) || (l.tp > 1 && !variant.tensor)) continue;
     SCOPED_TRACE(type + tag + " " + l.name);
     TrainOptions o = with_layout(base, l);
     o.run_dir = (corpus().root / "runs" / (type + tag + "-" + l.name)).string();
@@ -354,7 +355,7 @@ TEST(TrainEquivalence, Bert) {
 }
 // Lion and Sophia-G (RMS-scaled, so tensor parallelism must take the whole tensor's RMS). Sophia's
 // Hessian pass (every 2 steps here) runs through the step path, so its gradients are reduced as
-// the step's, and its labels are drawn by global sample index; it refuses pipelines so far.
+// the step's, and its labels are drawn by global sample index (under pipelines by the last stage).
 TEST(TrainEquivalence, DecoderLion) {
   check_equivalence("decoder", {}, {"lion", [](TrainOptions& o) {
                                       o.optimizer = OptimizerKind::Lion;
@@ -362,25 +363,33 @@ TEST(TrainEquivalence, DecoderLion) {
                                       o.rms_scale = true;  // lr_eff ~ 3e-3
                                     }});
 }
-Variant sophia(double lr) {
+Variant sophia(double lr, bool pipeline) {
   return {"sophiag",
           [lr](TrainOptions& o) {
             o.optimizer = OptimizerKind::SophiaG;
             o.lr = lr, o.beta1 = 0.965, o.beta2 = 0.99, o.rms_scale = true;
             o.hessian_every = 2, o.rho = 0.04;
           },
-          false};
+          pipeline};
 }
 TEST(TrainEquivalence, DecoderSophia) {
-  check_equivalence("decoder", {}, sophia(0.15));
+  check_equivalence("decoder", {}, sophia(0.15, true));
 }
 // BERT draws at its masked positions (its MLM head's logits, gathered under tensor parallelism),
-// T5 at its targets with the decoder still reading the true labels.
+// T5 at its targets with the decoder still reading the true labels; their pipeline stages do not
+// draw yet (the decoder's last stage does).
 TEST(TrainEquivalence, BertSophia) {
-  check_equivalence("bert", {}, sophia(0.05));
+  check_equivalence("bert", {}, sophia(0.05, false));
+}
+// Adafactor (HF defaults: relative step, parameter scale) on T5, which nanoT5 compares it on; its
+// factored moments are per whole tensor, so tensor parallelism is refused.
+TEST(TrainEquivalence, T5Adafactor) {
+  check_equivalence(
+      "t5", {},
+      {"adafactor", [](TrainOptions& o) { o.optimizer = OptimizerKind::Adafactor; }, true, false});
 }
 TEST(TrainEquivalence, T5Sophia) {
-  check_equivalence("t5", {}, sophia(0.02));
+  check_equivalence("t5", {}, sophia(0.02, false));
 }
 TEST(TrainEquivalence, T5) {
   check_equivalence("t5");
