@@ -33,6 +33,17 @@ class BertTask final : public ModelTask<models::BertMLM, models::BertStage, data
     for (const data::Batch& b : batches) {
       const Tensor ids = batch_ids(b.inputs, b.rows, b.input_len);
       mb.push_back({ids, batch_ids(b.targets, b.rows, b.target_len), padding_mask(b, ids)});
+      // Sophia's pass: the last stage draws at the masked positions, keyed as loss() does.
+      if (sampling_)
+        mb.back().relabel = [key = *sampling_, places = loss_position_ids(b)](
+                                const Tensor& logits, const Tensor& targets) {
+          const int64_t m = targets.numel();
+          STRATA_CHECK(m == int64_t(places.size()), "bert: the MLM head predicts ", m,
+                       " positions but the batch has ", places.size(), " masked ones");
+          return sample_labels(logits, targets.reshape({m, 1}), key, places)
+              .reshape({m})
+              .to(logits.device());
+        };
     }
     stage_->set_micro_batches(std::move(mb));
   }
@@ -57,10 +68,8 @@ class BertTask final : public ModelTask<models::BertMLM, models::BertStage, data
     return cross_entropy(logits, sampled.reshape({out.targets.numel()}).to(logits.device()));
   }
 
-  void set_label_sampling(std::optional<RandomKey> key) override {
-    STRATA_CHECK(!key || !stage_, kNoPipelineSophia);
-    sampling_ = key;
-  }
+  // Whole model: loss() draws; pipeline stage: set_stage_batches hands the draw to the last stage.
+  void set_label_sampling(std::optional<RandomKey> key) override { sampling_ = key; }
 
   void evaluate(const data::Batch& b, EvalCounts& c) override {
     const Tensor ids = batch_ids(b.inputs, b.rows, b.input_len);

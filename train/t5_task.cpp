@@ -32,6 +32,12 @@ class T5Task final : public ModelTask<models::T5Model, models::T5Stage, data::Sp
     for (const data::Batch& b : batches) {
       const Tensor ids = batch_ids(b.inputs, b.rows, b.input_len);
       mb.push_back({ids, batch_ids(b.targets, b.rows, b.target_len), padding_mask(b, ids)});
+      // Sophia's pass: the last stage draws, keyed as loss() does.
+      if (sampling_)
+        mb.back().relabel = [key = *sampling_, rows = b.global_index](const Tensor& logits,
+                                                                      const Tensor& labels) {
+          return sample_labels(logits, labels, key, rows).to(logits.device());
+        };
     }
     stage_->set_micro_batches(std::move(mb));
   }
@@ -49,10 +55,8 @@ class T5Task final : public ModelTask<models::T5Model, models::T5Stage, data::Sp
     return cross_entropy(logits, sampled.to(logits.device()));
   }
 
-  void set_label_sampling(std::optional<RandomKey> key) override {
-    STRATA_CHECK(!key || !stage_, kNoPipelineSophia);
-    sampling_ = key;
-  }
+  // Whole model: loss() draws; pipeline stage: set_stage_batches hands the draw to the last stage.
+  void set_label_sampling(std::optional<RandomKey> key) override { sampling_ = key; }
 
   void evaluate(const data::Batch& b, EvalCounts& c) override {
     const Tensor ids = batch_ids(b.inputs, b.rows, b.input_len);

@@ -160,10 +160,5 @@ Tensor sample_labels(const Tensor& logits, const Tensor& targets, const RandomKe
 // Each loss position's global place, global_index[r] * target_len + c, for the positions whose
 // target is not -100 in row-major order (BERT's masked positions as its MLM head orders them).
 std::vector<uint64_t> loss_position_ids(const data::Batch& batch);
-// The error of a pipelined BERT or T5 task asked for sampled labels.
-inline constexpr const char* kNoPipelineSophia =
-    "sophiag: the Hessian pass of BERT and T5 is not written for pipeline parallelism yet (the "
-    "last stage would draw the labels, as the decoder's does); use parallel.pp = 1 (data and "
-    "tensor parallelism work) or optim.name = lion";
 
 }  // namespace strata::train

@@ -122,11 +122,7 @@ Trainer::Trainer(const TrainOptions& options, std::ostream& log, const parallel:
       topo_(topology),
       device_(device),
       task_(task),
-      data_(std::move(data)) {
-  // Sophia-G's Hessian EMA needs its pass every optim.hessian_every steps, whatever the setup.
-  if (o_.optimizer == OptimizerKind::SophiaG)
-    methods_.push_back(std::make_unique<SophiaHessian>(o_.hessian_every));
-}
+      data_(std::move(data)) {}
 
 Trainer::~Trainer() = default;
 
@@ -140,6 +136,10 @@ bool Trainer::budget_done() const {
 }
 
 void Trainer::setup() {
+  // Sophia-G's Hessian EMA needs its pass every optim.hessian_every steps, whatever the setup;
+  // added last, so its pass runs on the rows the other methods selected.
+  if (o_.optimizer == OptimizerKind::SophiaG)
+    methods_.push_back(std::make_unique<SophiaHessian>(o_.hessian_every));
   const int64_t accum = micro_batches_per_step(o_, topo_.layout());
   const int64_t tokens_per_step = o_.micro_batch * accum * task_.tokens_per_row();
   s_ = std::make_unique<State>(o_, tokens_per_step);

@@ -15,8 +15,8 @@
 // (Task::set_label_sampling, sample_labels), so a resumed run and every data- or
 // tensor-parallel layout draw the same labels; the pass count and the last win rate go into
 // checkpoints. The win rate (fraction of unclipped coordinates, over the whole model in any
-// layout) is printed with each pass. Under pipeline parallelism the decoder's last stage draws
-// the labels; BERT's and T5's stages do not yet (refused naming the fix). The pass's work is not
+// layout) is printed with each pass. Under pipeline parallelism the last stage draws the labels.
+// The pass's work is not
 // charged to the budget yet (the budget units beyond tokens are issue 17's other half); it is
 // counted in hessian_tokens().
 #include <cstdint>
