@@ -34,6 +34,7 @@ Command make_generate_command() {
     g.top_k = cfg.get<int64_t>("top_k");
     g.top_p = cfg.get<double>("top_p");
     g.seed = cfg.get<uint64_t>("seed");
+    g.clip_to_context = false;
     std::cout << t.task->generate(*t.tokenizer, cfg.get<std::string>("prompt"), g) << "\n";
     return 0;
   };

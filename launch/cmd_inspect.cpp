@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "launch/commands.h"
 #include "train/checkpoint.h"
+#include "train/checkpoint_compare.h"
 
 namespace strata::launch {
 
@@ -17,7 +18,10 @@ Command make_inspect_command() {
       "one)";
   c.declare = [](po::options_description& o, po::positional_options_description& p) {
     o.add_options()("dir", po::value<std::string>()->required(),
-                    "checkpoint directory, or a run directory holding step_* checkpoints");
+                    "checkpoint directory, or a run directory holding step_* checkpoints")(
+        "compare", po::value<std::string>()->default_value(""),
+        "another checkpoint directory: compare every tensor bit for bit and the counters (exit "
+        "0 when identical, 1 otherwise)");
     p.add("dir", 1);
   };
   c.run = [](const Config& cfg) {
@@ -34,6 +38,11 @@ Command make_inspect_command() {
       std::cout << "run directory " << dir.string() << ": newest good checkpoint is "
                 << latest->filename().string() << "\n\n";
       dir = *latest;
+    }
+    if (const auto other = cfg.get<std::string>("compare"); !other.empty()) {
+      const train::CheckpointComparison c = train::compare_checkpoints(dir, other);
+      std::cout << c.report;
+      return c.identical ? 0 : 1;
     }
     bool ok = false;
     std::cout << train::describe_checkpoint(dir, &ok);

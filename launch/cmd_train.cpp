@@ -14,6 +14,7 @@
 #include "launch/option_visitors.h"
 #include "launch/train_options.h"
 #include "parallel/mpi_env.h"
+#include "train/stop_signals.h"
 
 namespace strata::launch {
 
@@ -58,8 +59,15 @@ void prepare_default_data(const Config& cfg, const train::TrainOptions& o) {
   }
 }
 
-// In an MPI job world rank 0 prepares the data while the others wait; its failure is every
-// rank's error.
+bool world_rank_zero() {
+  if (!parallel::MpiEnv::active()) return true;
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank == 0;
+}
+
+}  // namespace
+
 void prepare_once(const Config& cfg, const train::TrainOptions& o) {
   if (!parallel::MpiEnv::active()) return prepare_default_data(cfg, o);
   int rank = 0;
@@ -81,15 +89,6 @@ void prepare_once(const Config& cfg, const train::TrainOptions& o) {
   if (length > 0) STRATA_FAIL(std::string(text.begin(), text.end()));
 }
 
-bool world_rank_zero() {
-  if (!parallel::MpiEnv::active()) return true;
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank == 0;
-}
-
-}  // namespace
-
 Command make_train_command() {
   Command c;
   c.name = "train";
@@ -101,7 +100,18 @@ Command make_train_command() {
   c.run = [](const Config& cfg) {
     const train::TrainOptions o = train_options(cfg);
     prepare_once(cfg, o);
+    // From here SIGTERM, SIGUSR1 and SIGINT stop the run at a step boundary, after a save
+    // (main installed the handling, train/stop_signals.h).
+    train::StopSignals::defer_to_step_boundary(true);
     const train::TrainResult r = train::train(o, std::cout);
+    train::StopSignals::defer_to_step_boundary(false);
+    if (r.stopped_by_signal) {
+      if (world_rank_zero())
+        std::cout << "stopped: step " << r.step << " saved after signal " << r.stopped_by_signal
+                  << "; exit code " << train::kExitSavedRequeue
+                  << " (requeue: the next run resumes from it)\n";
+      return train::kExitSavedRequeue;
+    }
     if (world_rank_zero()) {
       std::cout << "done: step " << r.step << ", validation loss " << r.valid_loss;
       if (!std::isnan(r.valid_accuracy)) std::cout << ", token accuracy " << r.valid_accuracy;

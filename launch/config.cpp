@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -12,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/text.h"
+#include "launch/option_checks.h"
 #include "parallel/mpi_env.h"
 
 namespace strata::launch {
@@ -48,12 +50,47 @@ std::vector<std::string> option_names(const po::options_description& options) {
   return names;
 }
 
+// Boost reads "-1" into an unsigned option as 2^64 - 1; a seed of -1 is a mistake to name.
+void refuse_negative_unsigned(const po::parsed_options& parsed,
+                              const po::options_description& options, const std::string& who) {
+  for (const po::option& o : parsed.options) {
+    const po::option_description* d = options.find_nothrow(o.string_key, false);
+    if (d == nullptr || (!dynamic_cast<const po::typed_value<uint64_t>*>(d->semantic().get()) &&
+                         !dynamic_cast<const po::typed_value<unsigned>*>(d->semantic().get())))
+      continue;
+    for (const std::string& v : o.value) {
+      const size_t first = v.find_first_not_of(" \t");
+      if (first == std::string::npos || v[first] != '-') continue;
+      STRATA_FAIL(who, ": --", o.string_key, " ", v,
+                  " is invalid: it must be a non-negative integer (", d->description(), "); set --",
+                  o.string_key, " to a value from 0 to ", std::numeric_limits<uint64_t>::max());
+    }
+  }
+}
+
 std::string strip_dashes(std::string s) {
   while (!s.empty() && s[0] == '-') s.erase(0, 1);
   return s;
 }
 
 }  // namespace
+
+std::optional<std::string> Config::text(const std::string& name) const {
+  auto it = vars_.find(name);
+  if (it == vars_.end() || it->second.empty()) return std::nullopt;
+  return value_text(it->second.value());
+}
+
+std::optional<double> Config::number(const std::string& name) const {
+  auto it = vars_.find(name);
+  if (it == vars_.end() || it->second.empty()) return std::nullopt;
+  const boost::any& v = it->second.value();
+  if (auto p = boost::any_cast<int>(&v)) return double(*p);
+  if (auto p = boost::any_cast<int64_t>(&v)) return double(*p);
+  if (auto p = boost::any_cast<uint64_t>(&v)) return double(*p);
+  if (auto p = boost::any_cast<double>(&v)) return *p;
+  return std::nullopt;
+}
 
 std::string Config::dump() const {
   // Options without a dot come first, then one INI section per prefix.
@@ -99,16 +136,23 @@ std::optional<Config> parse_command(const Command& command, const std::vector<st
   const std::string who = "strata " + command.name;
   po::variables_map vars;
   try {
-    po::store(po::command_line_parser(args).options(options).positional(positional).run(), vars);
+    const auto cli = po::command_line_parser(args).options(options).positional(positional).run();
+    refuse_negative_unsigned(cli, options, who);
+    po::store(cli, vars);
     if (vars.count("config")) {
       // po::store keeps the first value it sees: the command line first, then the files from
       // last to first, so the precedence is command line > last file > ... > first file.
       auto files = vars["config"].as<std::vector<std::string>>();
       for (auto it = files.rbegin(); it != files.rend(); ++it) {
+        // An ifstream opens a directory without complaint and reads nothing from it.
+        STRATA_CHECK(!std::filesystem::is_directory(*it), who, ": config file '", *it,
+                     "' is a directory; pass an INI file (e.g. configs/decoder-tiny.ini)");
         std::ifstream in(*it);
         STRATA_CHECK(in.good(), who, ": config file '", *it, "' ",
                      std::filesystem::exists(*it) ? "cannot be read" : "does not exist");
-        po::store(po::parse_config_file(in, options, /*allow_unregistered=*/false), vars);
+        const auto file = po::parse_config_file(in, options, /*allow_unregistered=*/false);
+        refuse_negative_unsigned(file, options, who);
+        po::store(file, vars);
       }
     }
     if (vars.count("help")) {
@@ -122,8 +166,20 @@ std::optional<Config> parse_command(const Command& command, const std::vector<st
       return std::nullopt;
     }
     po::notify(vars);
+    // Values are checked once every source is in and before the command does any work.
+    check_options(command.name, Config(vars, &options), options);
   } catch (const po::unknown_option& e) {
     const std::string name = strip_dashes(e.get_option_name());
+    // "--greedy -1": a flag's optional value must be attached, so "-1" reads as an option.
+    const auto at = std::find(args.begin(), args.end(), e.get_option_name());
+    if (at != args.begin() && at != args.end()) {
+      const std::string flag = strip_dashes(*(at - 1));
+      const po::option_description* d = options.find_nothrow(flag, false);
+      if (d != nullptr && (at - 1)->rfind("--", 0) == 0 && d->semantic()->min_tokens() == 0)
+        STRATA_FAIL(who, ": --", flag, " takes its value attached, so '", *at,
+                    "' reads as an option; write --", flag, "=true or --", flag, "=false (see `",
+                    who, " --help`)");
+    }
     const std::string hint = nearest(name, option_names(options));
     STRATA_FAIL(who, ": unknown option '--", name, "'",
                 hint.empty() ? std::string() : "; did you mean '--" + hint + "'?", " (see `", who,

@@ -32,6 +32,11 @@ class Config {
     return it->second.as<T>();
   }
   bool has(const std::string& name) const { return vars_.count(name) && !vars_[name].defaulted(); }
+  // The value as --dump-config prints it (a list: one element per line); nullopt when the option
+  // has no value (unset, without a default).
+  std::optional<std::string> text(const std::string& name) const;
+  // The value of a numeric option (integers and doubles); nullopt otherwise.
+  std::optional<double> number(const std::string& name) const;
   // INI text that reproduces this configuration (what --dump-config prints).
   std::string dump() const;
 

@@ -180,9 +180,6 @@ train::TrainOptions train_options(const Config& cfg) {
   if (o.tokenizer.empty()) o.tokenizer = data_dir + "/tokenizer.model";
   if (o.train_data.empty()) o.train_data = data_dir + "/train";
   if (o.valid_data.empty()) o.valid_data = data_dir + "/valid";
-  STRATA_CHECK(o.parallel.micro_batches >= 0 && o.parallel.timeout_s > 0,
-               "parallel.micro_batches must be >= 0 and parallel.timeout > 0, got ",
-               o.parallel.micro_batches, " and ", o.parallel.timeout_s);
   return o;
 }
 

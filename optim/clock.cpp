@@ -11,8 +11,9 @@ ClockKind parse_clock_kind(std::string_view name) {
   if (name == "tokens") return ClockKind::tokens;
   if (name == "seconds") return ClockKind::seconds;
   if (name == "reference_seconds" || name == "rst") return ClockKind::reference_seconds;
+  if (name == "flops") return ClockKind::flops;
   STRATA_FAIL("clock: unknown kind '", name,
-              "', expected one of steps, tokens, seconds, reference_seconds (rst)");
+              "', expected one of steps, tokens, seconds, reference_seconds (rst), flops");
 }
 
 std::string_view clock_kind_name(ClockKind kind) {
@@ -25,6 +26,8 @@ std::string_view clock_kind_name(ClockKind kind) {
       return "seconds";
     case ClockKind::reference_seconds:
       return "reference_seconds";
+    case ClockKind::flops:
+      return "flops";
   }
   return "?";
 }
@@ -64,15 +67,19 @@ Clock::Clock(ClockKind kind, TimeSource now) : kind_(kind), now_(std::move(now))
   wall_start_ = now_();
 }
 
-void Clock::advance(int64_t tokens, double reference_seconds) {
+void Clock::advance(int64_t tokens, double reference_seconds, double flops) {
   STRATA_CHECK(tokens >= 0, "Clock::advance: tokens must be >= 0, got ", tokens);
   STRATA_CHECK(reference_seconds >= 0, "Clock::advance: reference seconds must be >= 0, got ",
                reference_seconds);
   STRATA_CHECK(kind_ != ClockKind::reference_seconds || reference_seconds > 0,
                "Clock::advance: a reference-time clock needs the step's reference seconds (> 0)");
+  STRATA_CHECK(flops >= 0, "Clock::advance: FLOPs must be >= 0, got ", flops);
+  STRATA_CHECK(kind_ != ClockKind::flops || flops > 0,
+               "Clock::advance: a FLOP clock needs the step's FLOPs (> 0)");
   s_.steps += 1;
   s_.tokens += tokens;
   s_.reference_seconds += reference_seconds;
+  s_.flops += flops;
 }
 
 double Clock::wall_seconds() const {
@@ -89,6 +96,8 @@ double Clock::elapsed() const {
       return wall_seconds();
     case ClockKind::reference_seconds:
       return s_.reference_seconds;
+    case ClockKind::flops:
+      return s_.flops;
   }
   return 0.0;
 }
@@ -100,9 +109,10 @@ ClockState Clock::state() const {
 }
 
 void Clock::load_state(const ClockState& s) {
-  STRATA_CHECK(s.steps >= 0 && s.tokens >= 0 && s.seconds >= 0 && s.reference_seconds >= 0,
-               "Clock::load_state: negative counter (steps ", s.steps, ", tokens ", s.tokens,
-               ", seconds ", s.seconds, ", reference seconds ", s.reference_seconds, ")");
+  STRATA_CHECK(
+      s.steps >= 0 && s.tokens >= 0 && s.seconds >= 0 && s.reference_seconds >= 0 && s.flops >= 0,
+      "Clock::load_state: negative counter (steps ", s.steps, ", tokens ", s.tokens, ", seconds ",
+      s.seconds, ", reference seconds ", s.reference_seconds, ", FLOPs ", s.flops, ")");
   s_ = s;
   wall_start_ = now_();
 }

@@ -1,7 +1,8 @@
 #pragma once
-// Budget clocks: how far training has progressed, in steps, tokens, wall seconds, or reference
+// Budget clocks: how far training has progressed, in steps, tokens, wall seconds, reference
 // seconds (NTNG's Reference System Time, ALGORITHMS.md 2.3: every unit of work adds a
-// pre-measured time to a counter, so budgets do not depend on the machine that runs them).
+// pre-measured time to a counter, so budgets do not depend on the machine that runs them) or
+// FLOPs (the model's analytic count for the same work).
 // Schedules and the trainer's stopping rule read the same clock.
 #include <cstdint>
 #include <functional>
@@ -11,9 +12,9 @@
 
 namespace strata::optim {
 
-enum class ClockKind { steps, tokens, seconds, reference_seconds };
+enum class ClockKind { steps, tokens, seconds, reference_seconds, flops };
 
-// "steps", "tokens", "seconds", "reference_seconds" (also "rst").
+// "steps", "tokens", "seconds", "reference_seconds" (also "rst"), "flops".
 ClockKind parse_clock_kind(std::string_view name);
 std::string_view clock_kind_name(ClockKind kind);
 
@@ -50,6 +51,7 @@ struct ClockState {
   int64_t tokens = 0;
   double seconds = 0.0;
   double reference_seconds = 0.0;
+  double flops = 0.0;
 };
 
 class Clock {
@@ -61,8 +63,9 @@ class Clock {
 
   ClockKind kind() const { return kind_; }
 
-  // Accounts one optimizer step: the tokens it consumed and the reference time charged for it.
-  void advance(int64_t tokens, double reference_seconds = 0.0);
+  // Accounts one optimizer step: the tokens it trained on and the reference time and FLOPs charged
+  // for all its work. A reference-time clock needs reference_seconds > 0, a FLOP clock flops > 0.
+  void advance(int64_t tokens, double reference_seconds = 0.0, double flops = 0.0);
 
   // Progress in the clock's own unit.
   double elapsed() const;

@@ -1,6 +1,7 @@
 #include "train/checkpoint.h"
 
 #include <cstdio>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <optional>
@@ -12,6 +13,7 @@
 #include "core/io/hdf5_file.h"
 #include "train/checkpoint_dir.h"
 #include "train/checkpoint_format.h"
+#include "train/checkpoint_space.h"
 #include "train/checksum.h"
 
 namespace strata::train {
@@ -31,11 +33,13 @@ namespace {
 
 constexpr const char* kWho = "save_checkpoint";
 
-void write_state(const fs::path& file, int64_t step, const CheckpointState& s) {
+void write_state(const fs::path& file, int64_t step, const CheckpointState& s,
+                 const std::function<void()>& reserve) {
   const detail::TrainerState trainer{s.strings, s.ints, s.doubles};
   const detail::AttrTypes types = detail::check_trainer_state(kWho, step, trainer);
 
   io::H5File f = io::H5File::open(file.string(), io::H5File::Mode::Truncate);
+  reserve();
   std::string manifest;
   auto put_tensor = [&](const std::string& path, const Tensor& tensor) {
     STRATA_CHECK(tensor.defined(), "save_checkpoint: tensor '", path, "' is undefined");
@@ -67,27 +71,8 @@ std::string shape_str(const Shape& s) {
   return out + "]";
 }
 
-}  // namespace
-
-// ---- public -------------------------------------------------------------------------------------
-
-std::string checkpoint_dir_name(int64_t step) {
-  STRATA_CHECK(step >= 0, "checkpoint: step must be >= 0, got ", step);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "step_%09lld", static_cast<long long>(step));
-  return buf;
-}
-
-fs::path save_checkpoint(const fs::path& run_dir, int64_t step, const CheckpointState& state,
-                         int keep_last) {
-  const std::string name = checkpoint_dir_name(step);
-  const fs::path tmp = detail::begin_save(run_dir, name);
-  write_state(tmp / kStateFile, step, state);
-  detail::seal(tmp, step);
-  return detail::publish_and_prune(run_dir, tmp, name, keep_last);
-}
-
-CheckpointState load_checkpoint(const fs::path& dir) {
+// Everything load_checkpoint returns, every checksum checked.
+CheckpointState read_verified_checkpoint(const fs::path& dir) {
   Opened o = open_verified(dir);
   read_verified(dir, o.file, kTrain);
   CheckpointState s;
@@ -117,10 +102,54 @@ CheckpointState load_checkpoint(const fs::path& dir) {
   return s;
 }
 
+}  // namespace
+
+// ---- public -------------------------------------------------------------------------------------
+
+std::string checkpoint_dir_name(int64_t step) {
+  STRATA_CHECK(step >= 0, "checkpoint: step must be >= 0, got ", step);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "step_%09lld", static_cast<long long>(step));
+  return buf;
+}
+
+fs::path save_checkpoint(const fs::path& run_dir, int64_t step, const CheckpointState& state,
+                         int keep_last) {
+  const std::string name = checkpoint_dir_name(step);
+  const detail::SpaceNeed need = detail::space_need(state);
+  detail::check_space(run_dir, name, need);
+  const fs::path tmp = detail::begin_save(run_dir, name);
+  try {
+    const fs::path file = tmp / kStateFile;
+    write_state(file, step, state, [&] { detail::reserve_space(file, run_dir, name, need); });
+    detail::seal(tmp, step);
+  } catch (const std::exception& e) {
+    detail::fail_save(run_dir, tmp, name, need, e);
+  }
+  return detail::publish_and_prune(run_dir, tmp, name, keep_last);
+}
+
+CheckpointState load_checkpoint(const fs::path& dir) {
+  try {
+    CheckpointState s = read_verified_checkpoint(dir);
+    detail::record_verdict(dir, true);
+    return s;
+  } catch (const Error&) {
+    detail::record_verdict(dir, false);
+    throw;
+  }
+}
+
 void verify_checkpoint(const fs::path& dir) {
-  Opened o = open_verified(dir);
-  for (const std::string& path : o.tensors) read_verified(dir, o.file, path);
-  read_verified(dir, o.file, kTrain);
+  try {
+    Opened o = open_verified(dir);
+    for (const std::string& path : o.tensors) read_verified(dir, o.file, path);
+    read_verified(dir, o.file, kTrain);
+  } catch (const Error&) {
+    detail::record_verdict(dir, false);
+    throw;
+  }
+  detail::record_verdict(dir, true);
 }
 
 std::optional<fs::path> find_latest_checkpoint(const fs::path& run_dir, std::string* warnings) {

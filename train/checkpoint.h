@@ -33,10 +33,14 @@ struct CheckpointState {
 std::string checkpoint_dir_name(int64_t step);
 
 // Writes <run_dir>/step_<step>/ atomically (temporary sibling ".tmp-step_...", fsync of file and
-// directories, DONE, rename), then deletes all but the newest `keep_last` complete checkpoints
-// (the one just written is always kept; keep_last <= 0 keeps all) and leftovers of interrupted
-// saves. A crash at any point leaves earlier checkpoints intact and never leaves a partial
-// step_ directory. Re-saving an existing step replaces it atomically. Returns the directory.
+// directories, DONE, rename), then deletes leftovers of interrupted saves and keeps the newest
+// `keep_last` checkpoints that verify: corrupt ones are kept but not counted, the one just
+// written and the newest one that verifies are never deleted (keep_last <= 0 keeps all;
+// docs/checkpoints.md, "Retention"). A crash at any point leaves earlier checkpoints intact and
+// never leaves a partial step_ directory. A checkpoint that does not fit on the filesystem, or
+// any other write error, throws strata::Error naming the directory, its filesystem and the bytes
+// needed and available, after removing the partial checkpoint ("Disk space"). Re-saving an
+// existing step replaces it atomically. Returns the directory.
 std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, int64_t step,
                                       const CheckpointState& state, int keep_last);
 

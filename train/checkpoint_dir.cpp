@@ -1,6 +1,7 @@
 #include "train/checkpoint_dir.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,10 +10,13 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <mutex>
 #include <optional>
 
 #include "core/error.h"
 #include "train/checkpoint.h"
+#include "train/checkpoint_space.h"
 
 namespace strata::train::detail {
 namespace fs = std::filesystem;
@@ -75,6 +79,58 @@ std::optional<int64_t> parse_step(const std::string& name) {
   return step;
 }
 
+// What identifies the files behind a verdict: a rewrite, a replacement or an in-place change
+// gives another identity (times are the kernel's, so a change within the same clock tick of a
+// save could pass unnoticed; real damage comes later).
+struct FileIdentity {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  off_t size = 0;
+  int64_t mtime_ns = 0, ctime_ns = 0;
+  bool operator==(const FileIdentity&) const = default;
+};
+
+std::optional<std::pair<FileIdentity, FileIdentity>> identity(const fs::path& dir) {
+  std::pair<FileIdentity, FileIdentity> out;
+  for (auto [file, id] : {std::pair{kStateFile, &out.first}, std::pair{kDoneFile, &out.second}}) {
+    struct stat st {};
+    if (::stat((dir / file).c_str(), &st) != 0) return std::nullopt;
+    *id = {st.st_dev, st.st_ino, st.st_size,
+           int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
+           int64_t(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec};
+  }
+  return out;
+}
+
+struct Verdict {
+  std::pair<FileIdentity, FileIdentity> files;
+  bool good = false;
+};
+std::mutex verdicts_mutex;
+std::map<std::string, Verdict> verdicts;  // by absolute directory path
+int64_t verified_by_retention = 0;
+
+std::string verdict_key(const fs::path& dir) {
+  std::error_code ec;
+  const fs::path abs = fs::absolute(dir, ec);
+  return (ec ? dir : abs).lexically_normal().string();
+}
+
+bool verifies(const fs::path& dir) {
+  if (const auto known = known_verdict(dir)) return *known;
+  {
+    std::lock_guard<std::mutex> lock(verdicts_mutex);
+    ++verified_by_retention;
+  }
+  try {
+    verify_checkpoint(dir);  // records the verdict
+    return true;
+  } catch (const std::exception&) {
+    record_verdict(dir, false);
+    return false;
+  }
+}
+
 void prune(const fs::path& run_dir, const fs::path& keep, int keep_last) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(run_dir, ec)) {
@@ -85,15 +141,24 @@ void prune(const fs::path& run_dir, const fs::path& keep, int keep_last) {
       fs::remove_all(e.path(), ec);
   }
   if (keep_last <= 0) return;
-  std::vector<fs::path> complete;
-  for (const auto& [step, dir] : list_step_dirs(run_dir))
-    if (has_done(dir)) complete.push_back(dir);
-  if (complete.size() <= size_t(keep_last)) return;
-  for (size_t i = 0; i + size_t(keep_last) < complete.size(); ++i) {
-    if (complete[i] == keep) continue;
-    fs::remove_all(complete[i], ec);
+  const auto dirs = list_step_dirs(run_dir);
+  int counted = 0;
+  // Newest first: verification stops as soon as keep_last good checkpoints are counted, and
+  // everything complete below that point goes unread.
+  for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
+    const fs::path& dir = it->second;
+    if (dir == keep) {
+      ++counted;
+      continue;
+    }
+    if (!has_done(dir)) continue;  // not a checkpoint (yet): resume skips it, retention too
+    if (counted < keep_last) {
+      if (verifies(dir)) ++counted;
+      continue;
+    }
+    fs::remove_all(dir, ec);
     if (ec)
-      std::cerr << "strata: warning: could not delete old checkpoint '" << complete[i].string()
+      std::cerr << "strata: warning: could not delete old checkpoint '" << dir.string()
                 << "': " << ec.message() << "\n";
   }
 }
@@ -124,6 +189,7 @@ fs::path begin_save(const fs::path& run_dir, const std::string& name) {
 void seal(const fs::path& tmp, int64_t step) {
   // Order matters for crash safety: the data is durable before DONE exists, and DONE before the
   // directory gets a name that readers look at.
+  release_reserve(tmp / kStateFile);
   fsync_path(tmp / kStateFile, false);
   write_synced(tmp / kDoneFile, "step " + std::to_string(step) + "\nformat_version " +
                                     std::to_string(kCheckpointFormatVersion) + "\n");
@@ -135,6 +201,8 @@ fs::path publish_and_prune(const fs::path& run_dir, const fs::path& tmp, const s
   const fs::path final_dir = run_dir / name;
   publish(tmp, final_dir);
   fsync_path(run_dir, true);
+  // Written and checksummed from memory by this process: counted without being read back.
+  record_verdict(final_dir, true);
   prune(run_dir, final_dir, keep_last);
   return final_dir;
 }
@@ -154,6 +222,29 @@ std::vector<std::pair<int64_t, fs::path>> list_step_dirs(const fs::path& run_dir
 bool has_done(const fs::path& dir) {
   std::error_code ec;
   return fs::is_regular_file(dir / kDoneFile, ec);
+}
+
+void record_verdict(const fs::path& dir, bool good) {
+  const auto files = identity(dir);
+  std::lock_guard<std::mutex> lock(verdicts_mutex);
+  if (files)
+    verdicts[verdict_key(dir)] = {*files, good};
+  else
+    verdicts.erase(verdict_key(dir));
+}
+
+std::optional<bool> known_verdict(const fs::path& dir) {
+  const auto files = identity(dir);
+  if (!files) return std::nullopt;
+  std::lock_guard<std::mutex> lock(verdicts_mutex);
+  const auto it = verdicts.find(verdict_key(dir));
+  if (it == verdicts.end() || it->second.files != *files) return std::nullopt;
+  return it->second.good;
+}
+
+int64_t retention_verifications() {
+  std::lock_guard<std::mutex> lock(verdicts_mutex);
+  return verified_by_retention;
 }
 
 }  // namespace strata::train::detail

@@ -93,8 +93,13 @@ class DecoderTask final
     models::DecoderLM& m = model();
     STRATA_CHECK(int64_t(p.size()) < m.max_seq_len(), "generate: the prompt has ", p.size(),
                  " tokens; the model's context is ", m.max_seq_len());
+    const int64_t room = m.max_seq_len() - int64_t(p.size());
+    STRATA_CHECK(o.clip_to_context || o.max_new_tokens <= room, "generate: ", o.max_new_tokens,
+                 " new tokens after a prompt of ", p.size(), " do not fit the model's context of ",
+                 m.max_seq_len(), " tokens (model.max_seq); ask for at most ", room,
+                 " (strata generate --tokens ", room, ")");
     models::GenerateOptions g;
-    g.max_new_tokens = std::min<int64_t>(o.max_new_tokens, m.max_seq_len() - int64_t(p.size()));
+    g.max_new_tokens = std::min<int64_t>(o.max_new_tokens, room);
     g.greedy = o.greedy;
     g.temperature = o.temperature;
     g.top_k = o.top_k;

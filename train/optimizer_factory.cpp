@@ -54,8 +54,9 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const TrainOptions& o, const mo
     case OptimizerKind::SophiaG: {
       optim::SophiaOptions so;
       so.rho = o.rho;
-      so.batch_tokens =
-          o.hessian_batch_tokens > 0 ? o.hessian_batch_tokens : double(tokens_per_step);
+      so.batch_tokens = o.hessian_batch_tokens > 0 ? o.hessian_batch_tokens
+                        : tokens_per_step > 0      ? double(tokens_per_step)
+                                                   : 5120.0;
       so.rms_scale = o.rms_scale;
       if (tp_rms && o.rms_scale)
         return std::make_unique<TpRms<optim::Sophia>>(model, tp, std::move(groups), so);

@@ -1,8 +1,8 @@
 #pragma once
 // The optimizer of a run from its options (optim.name and the options of that optimizer), over
-// the model's parameters split by the no-decay rule (optim/param_group.h). Under tensor
-// parallelism the RMS-scaled updates take the whole tensor's RMS (train/parallel_step.h).
-// Internal to train/.
+// the model's parameters split by the no-decay rule (optim/param_group.h): make_optimizer of
+// train/trainer.h is defined here. Under tensor parallelism the RMS-scaled updates take the whole
+// tensor's RMS (train/parallel_step.h). Internal to train/.
 #include <cstdint>
 #include <memory>
 

@@ -49,6 +49,29 @@ Tensor read_slice(const fs::path& dir, const detail::Opened& o, const std::set<s
   }
 }
 
+// The datasets shared out over the ranks, each read and checked by one.
+void verify_shared_out(const fs::path& dir, parallel::Communicator& world) {
+  detail::on_all_ranks(world, "checkpoint.verify", [&] {
+    const detail::Opened o = detail::open_verified(dir);
+    // Share the datasets out by bytes (largest-first would balance better, but file order keeps
+    // the assignment obvious); every rank computes the same assignment from the same file.
+    std::vector<std::string> paths = o.tensors;
+    paths.push_back(detail::kTrain);
+    std::vector<int64_t> load(size_t(world.size()), 0);
+    for (const std::string& path : paths) {
+      int64_t bytes = 0;
+      try {
+        bytes = numel(o.file.shape_of(path)) * int64_t(dtype_size(o.file.dtype_of(path)));
+      } catch (const Error& e) {
+        detail::fail(dir, "cannot read ", path, " (", e.what(), ")", detail::kCorruptHint);
+      }
+      const auto r = size_t(std::min_element(load.begin(), load.end()) - load.begin());
+      load[r] += std::max<int64_t>(bytes, 1);
+      if (int(r) == world.rank()) detail::read_verified(dir, o.file, path);
+    }
+  });
+}
+
 }  // namespace
 
 CheckpointState load_sharded_checkpoint(const fs::path& dir, const ShardRequest& request,
@@ -80,25 +103,14 @@ CheckpointState load_sharded_checkpoint(const fs::path& dir, const ShardRequest&
 }
 
 void verify_checkpoint(const fs::path& dir, parallel::Communicator& world) {
-  detail::on_all_ranks(world, "checkpoint.verify", [&] {
-    const detail::Opened o = detail::open_verified(dir);
-    // Share the datasets out by bytes (largest-first would balance better, but file order keeps
-    // the assignment obvious); every rank computes the same assignment from the same file.
-    std::vector<std::string> paths = o.tensors;
-    paths.push_back(detail::kTrain);
-    std::vector<int64_t> load(size_t(world.size()), 0);
-    for (const std::string& path : paths) {
-      int64_t bytes = 0;
-      try {
-        bytes = numel(o.file.shape_of(path)) * int64_t(dtype_size(o.file.dtype_of(path)));
-      } catch (const Error& e) {
-        detail::fail(dir, "cannot read ", path, " (", e.what(), ")", detail::kCorruptHint);
-      }
-      const auto r = size_t(std::min_element(load.begin(), load.end()) - load.begin());
-      load[r] += std::max<int64_t>(bytes, 1);
-      if (int(r) == world.rank()) detail::read_verified(dir, o.file, path);
-    }
-  });
+  // Every rank records the verdict the ranks agreed on, for retention (checkpoint_dir.h).
+  try {
+    verify_shared_out(dir, world);
+  } catch (const Error&) {
+    detail::record_verdict(dir, false);
+    throw;
+  }
+  detail::record_verdict(dir, true);
 }
 
 std::optional<fs::path> find_latest_checkpoint(const fs::path& run_dir,

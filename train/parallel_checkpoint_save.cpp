@@ -11,6 +11,7 @@
 // 4. Data: collective hyperslab writes into the temporary file (parallel HDF5, MPI-IO).
 // 5. Rank 0 adds the checksums and /train, seals (fsync, DONE), renames and prunes.
 #include <algorithm>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <sstream>
@@ -20,6 +21,7 @@
 #include "parallel/mpi_communicator.h"
 #include "train/checkpoint_dir.h"
 #include "train/checkpoint_format.h"
+#include "train/checkpoint_space.h"
 #include "train/checksum.h"
 #include "train/parallel_agreement.h"
 #include "train/parallel_checkpoint.h"
@@ -355,10 +357,12 @@ io::H5File create_file(const fs::path& file, parallel::Communicator& world) {
   return io::H5File::open(file.string(), io::H5File::Mode::Truncate);
 }
 
-void write_data(const fs::path& file, parallel::Communicator& world,
-                const std::vector<Dataset>& ds) {
+// `reserve` runs on every rank once the file exists, before any data is written.
+void write_data(const fs::path& file, parallel::Communicator& world, const std::vector<Dataset>& ds,
+                const std::function<void()>& reserve) {
   const int me = world.rank();
   io::H5File f = create_file(file, world);
+  reserve();
   for (const Dataset& d : ds) {
     const std::string path = d.desc.key.path();
     f.create_dataset(path, d.desc.dtype, d.desc.global);
@@ -391,6 +395,20 @@ void finish_file(const fs::path& file, int64_t step, const ShardedCheckpointStat
   f.flush();
 }
 
+// The disk space of the whole file (checkpoint_space.h); the trainer state counts on rank 0,
+// the one that checks.
+detail::SpaceNeed space_need(const std::vector<Dataset>& ds, const ShardedCheckpointState& s) {
+  uint64_t bytes = 0, state = 0;
+  for (const Dataset& d : ds) {
+    bytes += uint64_t(d.bytes());
+    state += d.desc.key.path().size();
+  }
+  for (const auto& [k, v] : s.strings) state += k.size() + v.size();
+  for (const auto& [k, v] : s.ints) state += k.size() + 8;
+  for (const auto& [k, v] : s.doubles) state += k.size() + 8;
+  return detail::space_need(bytes, ds.size(), state);
+}
+
 }  // namespace
 
 fs::path save_sharded_checkpoint(const fs::path& run_dir, int64_t step,
@@ -419,21 +437,38 @@ fs::path save_sharded_checkpoint(const fs::path& run_dir, int64_t step,
   if (options.check_replicas) check_replicas(world, ds, local);
   const std::vector<uint64_t> hashes = checksums(world, ds, local);
 
+  const detail::SpaceNeed need = space_need(ds, state);
   const fs::path tmp = detail::tmp_dir(run_dir, name);
+  const fs::path file = tmp / detail::kStateFile;
   detail::on_all_ranks(world, "checkpoint.begin", [&] {
-    if (rank0) detail::begin_save(run_dir, name);
+    if (!rank0) return;
+    detail::check_space(run_dir, name, need);
+    detail::begin_save(run_dir, name);
   });
-  detail::on_all_ranks(world, "checkpoint.written", [&] {
-    write_data(tmp / detail::kStateFile, world, ds);
-    fault("written");
-  });
-  detail::on_all_ranks(world, "checkpoint.sealed", [&] {
-    if (rank0) {
-      finish_file(tmp / detail::kStateFile, step, state, *types, ds, hashes);
-      detail::seal(tmp, step);
-    }
-    fault("sealed");
-  });
+  try {
+    detail::on_all_ranks(world, "checkpoint.written", [&] {
+      write_data(file, world, ds, [&] {
+        detail::on_all_ranks(world, "checkpoint.reserve", [&] {
+          if (rank0) detail::reserve_space(file, run_dir, name, need);
+        });
+      });
+      fault("written");
+    });
+    detail::on_all_ranks(world, "checkpoint.sealed", [&] {
+      if (rank0) {
+        finish_file(file, step, state, *types, ds, hashes);
+        detail::seal(tmp, step);
+      }
+      fault("sealed");
+    });
+  } catch (const std::exception& e) {
+    // Every rank is here (the steps above agree on failures), so rank 0 removes the partial
+    // checkpoint and every rank throws its message.
+    detail::on_all_ranks(world, "checkpoint.abandon", [&] {
+      if (rank0) detail::fail_save(run_dir, tmp, name, need, e);
+      throw Error(e.what());
+    });
+  }
   fs::path final_dir = run_dir / name;
   detail::on_all_ranks(world, "checkpoint.published", [&] {
     if (rank0) final_dir = detail::publish_and_prune(run_dir, tmp, name, options.keep_last);

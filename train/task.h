@@ -75,6 +75,10 @@ struct SampleOptions {
   int64_t top_k = 40;
   double top_p = 1.0;
   uint64_t seed = 0;
+  // A decoder's context (model.max_seq) holds the prompt and the new tokens: asking for more
+  // is cut to fit (the sample at the end of training), or an error naming the most that fit
+  // (`strata generate`, where the user asked for a number).
+  bool clip_to_context = true;
 };
 
 class Task {

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -17,11 +18,13 @@
 #include "optim/clock.h"
 #include "optim/schedule.h"
 #include "parallel/topology.h"
+#include "train/budget_costs.h"
 #include "train/methods/sophia_hessian.h"
 #include "train/metrics.h"
 #include "train/optimizer_factory.h"
 #include "train/parallel_step.h"
 #include "train/step_path.h"
+#include "train/stop_signals.h"
 #include "train/trainer_state.h"
 
 namespace strata::train {
@@ -32,7 +35,8 @@ using SteadyClock = std::chrono::steady_clock;
 namespace {
 
 // The nominal step axis of the schedule: exact for a step budget, derived for tokens, and a
-// fixed nominal length for wall time (the schedule then follows the fraction of time used).
+// fixed nominal length for wall time, reference time and FLOPs (the schedule then follows the
+// fraction of the budget used).
 double nominal_steps(const TrainOptions& o, int64_t tokens_per_step) {
   if (o.budget_unit == optim::ClockKind::steps) return o.budget;
   if (o.budget_unit == optim::ClockKind::tokens)
@@ -91,6 +95,7 @@ struct Trainer::State {
   optim::Clock clock;
   std::unique_ptr<BatchSource> batches;
   std::unique_ptr<StepPath> path;
+  std::optional<ReferenceCosts> costs;  // a reference-time budget's
 
   // Other processes can only make a measured peak too low, never too high, so the peak is the
   // largest measurement so far: at setup and again at every evaluation.
@@ -159,6 +164,16 @@ void Trainer::setup() {
   s.shared_clock = s.parallel_job && o_.budget_unit == optim::ClockKind::seconds;
   s.clock = s.shared_clock ? optim::Clock(o_.budget_unit, [&s] { return s.shared_now; })
                            : optim::Clock(o_.budget_unit);
+
+  if (o_.budget_unit == optim::ClockKind::reference_seconds) {
+    STRATA_CHECK(!o_.rst_table.empty(),
+                 "budget.unit rst needs budget.rst_table: the reference costs of this model, "
+                 "measured once with `strata calibrate` and the same model options");
+    s.costs = ReferenceCosts::load(o_.rst_table);
+    STRATA_CHECK(s.costs->model() == task_.describe(), "budget.rst_table ", o_.rst_table,
+                 " was measured for '", s.costs->model(), "', but this run trains '",
+                 task_.describe(), "'; run `strata calibrate` with this run's model options");
+  }
 
   uint64_t counter = 0;
   if (!data_.tokenizer_fingerprint.empty()) {
@@ -265,22 +280,23 @@ void Trainer::step() {
 
   // Every stage of a pipeline holds the same rows; the data-parallel ranks hold 1/dp of them each,
   // or, once a method has selected rows, counts that the job adds up.
-  StepCharge charge;
-  for (const data::Batch& b : batches) charge.trained_tokens += b.rows * b.input_len;
+  int64_t tokens = 0;
+  for (const data::Batch& b : batches) tokens += b.rows * b.input_len;
   if (topo_.layout().dp > 1 && methods_.empty()) {
-    charge.trained_tokens *= topo_.layout().dp;
+    tokens *= topo_.layout().dp;
   } else if (topo_.layout().dp > 1) {
-    Tensor t = from_vector<int64_t>({charge.trained_tokens}, {1});
+    Tensor t = from_vector<int64_t>({tokens}, {1});
     topo_.dp().all_reduce(t, parallel::ReduceOp::Sum, "dp.trained_tokens");
-    charge.trained_tokens = t.item<int64_t>();
+    tokens = t.item<int64_t>();
   }
+  StepCharge charge{tokens, tokens, tokens, 1, 0};
   for (auto& m : methods_) m->on_clock(ctx, charge);
-  const int64_t tokens = charge.trained_tokens;
+  const double rst = s.costs ? reference_seconds(charge, *s.costs) : 0.0;
   if (s.shared_clock) share_time();
-  s.clock.advance(tokens, charge.reference_seconds);
+  s.clock.advance(charge.trained_tokens, rst, step_flops(charge, s.flops_per_token));
   s.opt->set_lr(s.schedule.lr(s.clock));
   ++step_;
-  s.window_tokens += tokens;
+  s.window_tokens += charge.trained_tokens;
   if (!s.on_gpu) flush_pending();
 }
 
@@ -371,7 +387,18 @@ void Trainer::save() {
   for (const auto& m : methods_) m->save_state(state);
   const fs::path dir = save_training_checkpoint(o_.run_dir, step_, task_.module(), *s.opt, state,
                                                 o_.keep_last, topo_);
+  saved_step_ = step_;
   *s.log << "saved " << dir.string() << "\n";
+}
+
+int Trainer::stop_requested() {
+  int signal = StopSignals::received();
+  if (topo_.world_size() > 1) {
+    Tensor t = from_vector<int64_t>({signal}, {1});
+    topo_.world().all_reduce(t, parallel::ReduceOp::Max, "world.stop_signal");
+    signal = int(t.item<int64_t>());
+  }
+  return signal;
 }
 
 void Trainer::write_metrics(const std::string& kind, const std::map<std::string, double>& values) {
@@ -388,15 +415,25 @@ TrainResult Trainer::run() {
   auto due = [this](int64_t every) { return every > 0 && step_ % every == 0; };
   while (!budget_done()) {
     if (o_.stop_after > 0 && step_ - first >= o_.stop_after) break;
+    if (const int signal = stop_requested()) {
+      result_.stopped_by_signal = signal;
+      *s_->log << "stopping at step " << step_ << " on signal " << signal << " ("
+               << strsignal(signal) << "): saving, then exiting with " << kExitSavedRequeue
+               << " (requeue me)\n";
+      break;
+    }
     step();
     const bool last = budget_done();
     if (last || due(o_.log_every)) log_progress();
     if (last || due(o_.eval_every)) evaluate();
     if (last || due(o_.save_every)) save();
   }
-  if (o_.stop_after > 0 && step_ - first >= o_.stop_after && !budget_done()) save();
+  const bool interrupted =
+      result_.stopped_by_signal || (o_.stop_after > 0 && step_ - first >= o_.stop_after);
+  if (interrupted && !budget_done() && saved_step_ != step_) save();
   flush_pending();
   result_.step = step_;
+  result_.final_lr = s_->opt->lr();
   return result_;
 }
 

@@ -65,11 +65,14 @@ inline const OptionNames<OptimizerKind>& optimizer_names() {
   return names;
 }
 
-// The budget units the trainer charges (reference seconds are not charged yet: issue 17).
+// The budget units: optimizer steps, trained tokens, wall seconds, reference seconds (RST, from a
+// `strata calibrate` table) and analytic FLOPs (train/budget_costs.h).
 inline const OptionNames<optim::ClockKind>& budget_unit_names() {
   static const OptionNames<optim::ClockKind> names{{"steps", optim::ClockKind::steps},
                                                    {"tokens", optim::ClockKind::tokens},
-                                                   {"seconds", optim::ClockKind::seconds}};
+                                                   {"seconds", optim::ClockKind::seconds},
+                                                   {"rst", optim::ClockKind::reference_seconds},
+                                                   {"flops", optim::ClockKind::flops}};
   return names;
 }
 
@@ -117,6 +120,7 @@ struct TrainOptions {
   // Budget: the schedule fully decays exactly at its end.
   optim::ClockKind budget_unit = optim::ClockKind::steps;
   double budget = 300;
+  std::string rst_table;  // budget.unit rst: the reference costs `strata calibrate` wrote
 
   // Observability and checkpoints.
   int64_t log_every = 10;
@@ -181,6 +185,8 @@ struct TrainOptions {
     v("optim.final_lr", final_lr, "learning rate at the end of the budget");
     v("budget.unit", budget_unit, "what the budget counts", budget_unit_names());
     v("budget.amount", budget, "budget in budget.unit; the schedule fully decays at its end");
+    v("budget.rst_table", rst_table,
+      "budget.unit rst: reference costs per token and update, written by `strata calibrate`");
     v("log.every", log_every, "steps between progress lines");
     v("log.eval_every", eval_every, "steps between validation passes (0: at the end only)");
     v("log.eval_batches", eval_batches, "validation batches per pass");
@@ -202,7 +208,10 @@ struct TrainResult {
   std::vector<double> losses;  // training loss of each step this process ran
   double valid_loss = 0, valid_accuracy = 0;                // of the last evaluation
   std::vector<std::pair<int64_t, EvalCounts>> evaluations;  // (step, counts) of each evaluation
-  std::string sample;                                       // what Task::sample printed at the end
+  double final_lr =
+      0;  // the schedule's lr when the run stopped (its end value once the budget is spent)
+  int stopped_by_signal = 0;  // the signal that stopped the run (it saved its step first); 0: none
+  std::string sample;         // what Task::sample printed at the end
 };
 
 // Where a run's training batches come from. counter() is what a checkpoint stores; the run's
@@ -260,6 +269,9 @@ class Trainer {
 
   int64_t steps_done() const { return step_; }
   bool budget_done() const;
+  // Whether a stop signal arrived on any rank (train/stop_signals.h): one small all-reduce (MAX)
+  // over the world in a parallel job, so every rank stops at the same step. Returns the signal.
+  int stop_requested();
   // World rank 0's run log (a silent stream on the other ranks) and metrics.jsonl, after setup().
   std::ostream& log();
   void write_metrics(const std::string& kind, const std::map<std::string, double>& values);
@@ -279,8 +291,18 @@ class Trainer {
   std::vector<std::unique_ptr<TrainingMethod>> methods_;
   std::unique_ptr<State> s_;
   int64_t step_ = 0;
+  int64_t saved_step_ = -1;  // the step of the last checkpoint this run wrote
   TrainResult result_;
 };
+
+// The optimizer of `options` over the model's parameters, split by the no-decay rule (tp: the
+// group the RMS-scaled updates measure whole-tensor RMS over). `tokens_per_step` is Sophia's B
+// when optim.hessian_batch_tokens is 0; 0 there too takes the Sophia authors' default 5120.
+// Defined in train/optimizer_factory.cpp.
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainOptions& options,
+                                                 const models::Module& model,
+                                                 parallel::Communicator& tp,
+                                                 int64_t tokens_per_step = 0);
 
 // Micro-batches per optimizer step (data.grad_accum, or parallel.micro_batches under pipeline
 // parallelism); throws naming the option when the batch options do not fit the layout.

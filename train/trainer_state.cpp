@@ -113,6 +113,7 @@ CheckpointState trainer_state(Task& task, const optim::Optimizer& opt, const opt
   s.ints["seed"] = int64_t(o.seed);
   s.doubles["clock_seconds"] = c.seconds;
   s.doubles["clock_reference_seconds"] = c.reference_seconds;
+  s.doubles["clock_flops"] = c.flops;
   s.strings["config"] = o.config_text;
   s.strings["tokenizer_fingerprint"] = fingerprint;
   s.strings["tokenizer_path"] = o.tokenizer;
@@ -188,6 +189,9 @@ CheckpointState load_training_checkpoint(const fs::path& dir, models::Module& mo
   c.tokens = s.ints.at("tokens_consumed");
   c.seconds = s.doubles.at("clock_seconds");
   c.reference_seconds = s.doubles.at("clock_reference_seconds");
+  // Checkpoints written before FLOP budgets existed count none.
+  const auto flops = s.doubles.find("clock_flops");
+  c.flops = flops == s.doubles.end() ? 0.0 : flops->second;
   clock.load_state(c);
   return s;
 }

@@ -31,14 +31,17 @@ namespace strata::train {
 class StepPath;
 
 // The work of one step, in tokens of the step's global batch (all data-parallel ranks together, as
-// one process would count them; a token is an input position of a row). The Trainer fills
-// trained_tokens with what it trained on; methods add the work they ran besides it, and a token
-// budget counts trained_tokens. Forward-only work (scoring passes) is what FLOP and reference-time
-// budgets charge on top, which is why a method reports it even where today's clocks ignore it.
+// one process would count them; a token is an input position of a row). The Trainer fills it with
+// the step it ran (trained = forward = backward tokens, one update); a method adds the work it ran
+// besides: forward-only scoring adds forward_tokens, an extra backward pass (Sophia's Hessian
+// estimate) both. A token budget counts trained_tokens; reference-time and FLOP budgets charge
+// every forward, backward and update (train/budget_costs.h).
 struct StepCharge {
-  int64_t trained_tokens = 0;       // forward and backward
-  int64_t forward_only_tokens = 0;  // scoring passes without a backward
-  double reference_seconds = 0;
+  int64_t trained_tokens = 0;   // the rows the update was computed from
+  int64_t forward_tokens = 0;   // every forward pass
+  int64_t backward_tokens = 0;  // every backward pass
+  int64_t updates = 0;          // optimizer updates
+  int active_layers = 0;        // of the model's blocks (0: all): which reference costs apply
 };
 
 // What a method sees of the run during a step.

@@ -23,11 +23,26 @@ herr_t innermost_error(unsigned n, const H5E_error2_t* err, void* out) {
   if (n == 0 && err->desc != nullptr) *static_cast<std::string*>(out) = err->desc;
   return 0;
 }
+// A failed system call reads "file write failed: time = ..., filename = ..., file descriptor =
+// 4, errno = 28, error message = 'No space left on device', buf = 0x..., ...": keep what it did
+// and why ("file write failed: No space left on device (errno 28)").
+std::string condense_system_error(const std::string& msg) {
+  const size_t colon = msg.find(": time = ");
+  const size_t err = msg.find("errno = ");
+  const size_t text = msg.find("error message = '");
+  if (colon == std::string::npos || err == std::string::npos || text == std::string::npos)
+    return msg;
+  const size_t text_end = msg.find('\'', text + 17);
+  const size_t err_end = msg.find(',', err);
+  if (text_end == std::string::npos || err_end == std::string::npos) return msg;
+  return msg.substr(0, colon) + ": " + msg.substr(text + 17, text_end - text - 17) + " (errno " +
+         msg.substr(err + 8, err_end - err - 8) + ")";
+}
 std::string take_h5_error() {
   std::string msg;
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_error, &msg);
   H5Eclear2(H5E_DEFAULT);
-  return msg.empty() ? "unknown HDF5 error" : msg;
+  return msg.empty() ? "unknown HDF5 error" : condense_system_error(msg);
 }
 
 // Owns one HDF5 identifier; the close function depends on the kind of object.
@@ -60,10 +75,16 @@ void check_status(herr_t status, const Ctx&... context) {
   if (status < 0) STRATA_FAIL(context..., ": ", take_h5_error());
 }
 
-// HDF5's automatic error printing writes whole stack traces to stderr for conditions we report
-// as exceptions (and for probes such as H5Lexists on a missing parent). The setting is the
-// library's own; setting it again is harmless.
+// Library settings, made before every open; the first open is this process's first HDF5 call.
+// - No exit handler: it closes whatever is still open, and crashes doing so after a write failed
+//   on a full disk (HDF5 1.10: a dataset whose close failed stays registered with its file gone,
+//   so the process ended with SIGSEGV after reporting the error). Every file here is closed by
+//   its H5File, so the handler has nothing to do for us. It can only be turned off before the
+//   library initialises; later calls do nothing.
+// - No automatic error printing: it writes whole stack traces to stderr for conditions we report
+//   as exceptions (and for probes such as H5Lexists on a missing parent).
 void silence_hdf5() {
+  H5dont_atexit();
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
 }
 

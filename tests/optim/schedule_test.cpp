@@ -182,5 +182,21 @@ TEST(Clock, WallSecondsAccumulateAcrossResume) {
   EXPECT_THROW(parse_clock_kind("hours"), Error);
 }
 
+TEST(Clock, FlopClockCountsChargedFlops) {
+  Clock c(ClockKind::flops);
+  EXPECT_THROW(c.advance(10, 0.0, 0.0), Error);  // a FLOP clock step must charge FLOPs
+  EXPECT_THROW(c.advance(10, 0.0, -1.0), Error);
+  c.advance(10, 0.0, 1.5e9);
+  c.advance(10, 0.0, 2.5e9);
+  EXPECT_EQ(c.elapsed(), 4e9);
+  EXPECT_EQ(c.state().flops, 4e9);
+  EXPECT_EQ(c.state().tokens, 20);
+  Clock d(ClockKind::flops);
+  d.load_state(c.state());
+  EXPECT_EQ(d.elapsed(), 4e9);
+  EXPECT_EQ(parse_clock_kind("flops"), ClockKind::flops);
+  EXPECT_EQ(clock_kind_name(ClockKind::flops), "flops");
+}
+
 }  // namespace
 }  // namespace strata::optim

@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <thread>
 
 #include "core/error.h"
 #include "core/io/hdf5_file.h"
@@ -25,6 +26,7 @@
 #include "parallel/mpi_communicator.h"
 #include "parallel/topology.h"
 #include "train/checkpoint.h"
+#include "train/checkpoint_space.h"
 #include "train/parallel_checkpoint.h"
 
 namespace strata::train {
@@ -256,8 +258,8 @@ TEST_F(ParallelCheckpointTest, OneProcessCheckpointLoadsInAnyLayout) {
 // ---- failures -----------------------------------------------------------------------------------
 
 // A rank that throws after the data is written, or after rank 0 has sealed the temporary
-// directory (DONE written, just before the rename), makes the save fail on every rank and leaves
-// the previous checkpoint the newest good one; the next save cleans up.
+// directory (DONE written, just before the rename), makes the save fail on every rank, removes the
+// partial checkpoint and leaves the previous checkpoint the newest good one.
 TEST_F(ParallelCheckpointTest, RankFailingBeforeRenameLeavesPreviousCheckpoint) {
   const CheckpointState g = global_state();
   const ShardedCheckpointState s = shard(g, kPlanA, size());
@@ -274,8 +276,8 @@ TEST_F(ParallelCheckpointTest, RankFailingBeforeRenameLeavesPreviousCheckpoint) 
     EXPECT_NE(err.find(std::string("injected fault at ") + point), std::string::npos)
         << point << ": " << err;
     EXPECT_FALSE(fs::exists(run_ / "step_000000002")) << point;
-    EXPECT_EQ(fs::exists(run_ / ".tmp-step_000000002" / "DONE"), std::string(point) == "sealed")
-        << point;
+    // The partial checkpoint is removed, however far the save got.
+    EXPECT_FALSE(fs::exists(run_ / ".tmp-step_000000002")) << point;
     std::string warnings;
     EXPECT_EQ(find_latest_checkpoint(run_, world(), &warnings), run_ / "step_000000001") << point;
     EXPECT_EQ(warnings, "") << point;
@@ -286,6 +288,50 @@ TEST_F(ParallelCheckpointTest, RankFailingBeforeRenameLeavesPreviousCheckpoint) 
   EXPECT_FALSE(fs::exists(run_ / ".tmp-step_000000002"));
   EXPECT_EQ(find_latest_checkpoint(run_, world()), run_ / "step_000000003");
   expect_whole(load_checkpoint(run_ / "step_000000003"), g, "after the failed saves");
+}
+
+// A checkpoint larger than the free space (the figure injected on every rank) is refused on
+// every rank before anything is written; the previous checkpoint stays the newest good one.
+TEST_F(ParallelCheckpointTest, NoSpaceIsAnErrorOnEveryRankAndKeepsThePreviousCheckpoint) {
+  const CheckpointState g = global_state();
+  const ShardedCheckpointState s = shard(g, kPlanA, size());
+  save_sharded_checkpoint(run_, 1, s, world());
+  detail::set_space_probe_for_tests(
+      {[](const fs::path&) { return std::optional<uint64_t>(1000); }, true});
+  const std::string err = error_of([&] { save_sharded_checkpoint(run_, 2, s, world()); });
+  detail::set_space_probe_for_tests({});
+  EXPECT_NE(err.find("not enough space in '" + run_.string() + "'"), std::string::npos) << err;
+  EXPECT_NE(err.find("and 1000 bytes are available"), std::string::npos) << err;
+  MPI_Barrier(MPI_COMM_WORLD);
+  EXPECT_FALSE(fs::exists(run_ / ".tmp-step_000000002"));
+  EXPECT_FALSE(fs::exists(run_ / "step_000000002"));
+  EXPECT_EQ(find_latest_checkpoint(run_, world()), run_ / "step_000000001");
+}
+
+// Retention in a parallel job counts only checkpoints that verify: after a corrupt newest one
+// made the resume fall back, the next save keeps the good one it fell back to.
+TEST_F(ParallelCheckpointTest, RetentionKeepsTheCheckpointAResumeFellBackTo) {
+  const CheckpointState g = global_state();
+  const ShardedCheckpointState s = shard(g, kPlanA, size());
+  ParallelSaveOptions keep2;
+  keep2.keep_last = 2;
+  save_sharded_checkpoint(run_, 1, s, world(), keep2);
+  const fs::path bad = save_sharded_checkpoint(run_, 2, s, world(), keep2);
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (rank() == 0) {  // later than the save, so the file's times differ from the saved ones
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    io::H5File f = io::H5File::open((bad / "state.h5").string(), io::H5File::Mode::ReadWrite);
+    f.write_slab("/model/e.f64", zeros({1, 4}, DType::f64), {3, 0});
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  std::string warnings;
+  EXPECT_EQ(find_latest_checkpoint(run_, world(), &warnings), run_ / "step_000000001");
+  save_sharded_checkpoint(run_, 3, s, world(), keep2);
+  MPI_Barrier(MPI_COMM_WORLD);
+  EXPECT_TRUE(fs::exists(run_ / "step_000000001"));  // good: counted, with the new one
+  EXPECT_TRUE(fs::exists(bad));                      // corrupt: kept, not counted
+  EXPECT_TRUE(fs::exists(run_ / "step_000000003"));
+  EXPECT_EQ(find_latest_checkpoint(run_, world()), run_ / "step_000000003");
 }
 
 TEST_F(ParallelCheckpointTest, DifferingReplicasAreAnErrorOnEveryRank) {

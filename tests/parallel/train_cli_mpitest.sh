@@ -13,16 +13,8 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 failures=0
 
-mkdir -p "$work/text/train" "$work/text/valid"
-for d in $(seq 0 5); do
-  split=train; ((d >= 4)) && split=valid
-  for i in $(seq 0 60); do
-    echo "document $d line $i: the quick brown fox $((i * 7 % 13)) jumps over the lazy dog."
-  done >"$work/text/$split/doc$d.txt"
-done
-"$strata" tokenizer train --kind bytes --out "$work/bytes.tok" >/dev/null 2>&1
-"$strata" prepare --input "$work/text/train" --tokenizer "$work/bytes.tok" --out "$work/train" --quiet
-"$strata" prepare --input "$work/text/valid" --tokenizer "$work/bytes.tok" --out "$work/valid" --quiet
+source "$(dirname "${BASH_SOURCE[0]}")/../train/byte_corpus.sh"
+byte_corpus "$work" 6 4 60
 
 common=(--data.prepare never --data.tokenizer "$work/bytes.tok" --data.train "$work/train"
         --data.valid "$work/valid" --data.seq_len 32 --data.micro_batch 4 --model.n_layers 2
@@ -82,7 +74,7 @@ heads=(--model.d_model 32 --model.n_heads 4 --model.n_kv_heads 2)
 job vocab 2 x "vocab 261 is not divisible by the tensor-parallel size 2.*DP1 x TP2 x PP1" \
   --parallel.tp 2 --model.vocab 261
 job empty-stage 4 x "4 stages but the model has only 2 blocks.*DP1 x TP1 x PP4" --parallel.pp 4
-job schedule 2 x "parallel.schedule: unknown value 'zigzag'" --parallel.pp 2 --parallel.schedule zigzag
+job schedule 2 x "parallel.schedule zigzag is invalid: unknown value 'zigzag'; valid: gpipe, 1f1b" --parallel.pp 2 --parallel.schedule zigzag
 
 # Without a launcher the same command is one process and never initialises MPI.
 out="$work/plain.out"

@@ -17,11 +17,15 @@
 #include "core/error.h"
 #include "core/io/hdf5_file.h"
 #include "core/ops.h"
+#include "tests/train/checkpoint_fixture.h"
 
 namespace strata::train {
 namespace {
 
 namespace fs = std::filesystem;
+using fixtures::flip_byte_of_marker;
+using fixtures::marker_tensor;
+using fixtures::small_state;
 
 // A fresh directory per test, removed afterwards.
 class CheckpointTest : public ::testing::Test {
@@ -40,35 +44,6 @@ bool same_bytes(const Tensor& a, const Tensor& b) {
   if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
   const Tensor ca = a.contiguous(), cb = b.contiguous();
   return std::memcmp(ca.raw_data(), cb.raw_data(), size_t(ca.numel()) * ca.element_size()) == 0;
-}
-
-// A tensor whose bytes are easy to find in the file: float values 1000000 + i.
-Tensor marker_tensor(int64_t n) {
-  Tensor t = Tensor::empty({n}, DType::f32);
-  for (int64_t i = 0; i < n; ++i) t.data<float>()[i] = 1000000.0f + float(i);
-  return t;
-}
-
-CheckpointState small_state(int64_t seed) {
-  CheckpointState s;
-  s.model["embed.weight"] = randn({8, 4}, RandomKey{uint64_t(seed)});
-  s.model["layers.0.marker"] = marker_tensor(256);
-  s.optim["embed.weight"]["exp_avg"] = randn({8, 4}, RandomKey{uint64_t(seed), 1});
-  s.ints["samples_consumed"] = 100 * seed;
-  s.doubles["clock_seconds"] = 1.5 * double(seed);
-  s.strings["config"] = "[model]\nd_model = 4\n";
-  return s;
-}
-
-void flip_byte_of_marker(const fs::path& file) {
-  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
-  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  const Tensor m = marker_tensor(256);
-  const std::string needle(static_cast<const char*>(m.raw_data()), 64 * sizeof(float));
-  const size_t pos = bytes.find(needle);
-  ASSERT_NE(pos, std::string::npos) << "marker tensor not found in " << file;
-  f.seekp(std::streamoff(pos + 10));
-  f.put(char(bytes[pos + 10] ^ 0x40));
 }
 
 std::string error_of(const std::function<void()>& fn) {

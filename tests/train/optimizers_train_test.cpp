@@ -101,6 +101,25 @@ INSTANTIATE_TEST_SUITE_P(Optimizers, OptimizerResume,
                                            std::pair{"adafactor", OptimizerKind::Adafactor}),
                          [](const auto& info) { return std::string(info.param.first); });
 
+// The Hessian pass is one forward and one backward of the step's batch: a FLOP clock charges it
+// (2 passes in 6 steps: 8/6 of the optimizer-only run), a token clock does not.
+TEST(SophiaHessianPass, IsChargedToTheFlopClockNotToTokens) {
+  std::ostringstream log;
+  auto run = [&](OptimizerKind kind, const std::string& dir) {
+    TrainOptions o = options(dir, kind);
+    o.budget = 6;
+    train(o, log);
+    return load_checkpoint(tiny().root() / dir / "step_000000006");
+  };
+  const CheckpointState lion = run(OptimizerKind::Lion, "charge_lion");
+  const CheckpointState sophia = run(OptimizerKind::SophiaG, "charge_sophia");
+  EXPECT_EQ(sophia.ints.at("method.sophia_hessian.passes"), 2);
+  EXPECT_NEAR(sophia.doubles.at("clock_flops") / lion.doubles.at("clock_flops"), 8.0 / 6.0, 1e-12);
+  EXPECT_EQ(sophia.ints.at("tokens_consumed"), lion.ints.at("tokens_consumed"));
+  EXPECT_EQ(sophia.ints.at("method.sophia_hessian.hessian_tokens"),
+            lion.ints.at("tokens_consumed") / 3);
+}
+
 void expect_refused(TrainOptions o, const std::string& needle) {
   std::ostringstream log;
   try {

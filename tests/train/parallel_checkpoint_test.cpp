@@ -167,7 +167,8 @@ TEST_F(ParallelCheckpointLocalTest, FailureBeforeTheRenameKeepsThePreviousCheckp
               save_sharded_checkpoint(run_, 2, s, world_, opt);
             }).find("injected at sealed"),
             std::string::npos);
-  EXPECT_TRUE(fs::exists(run_ / ".tmp-step_000000002" / "DONE"));
+  // The partial checkpoint is removed, complete as it was (docs/checkpoints.md, "Guarantees").
+  EXPECT_FALSE(fs::exists(run_ / ".tmp-step_000000002"));
   EXPECT_FALSE(fs::exists(run_ / "step_000000002"));
   EXPECT_EQ(find_latest_checkpoint(run_, world_), run_ / "step_000000001");
   ParallelSaveOptions keep1;

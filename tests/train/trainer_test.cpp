@@ -102,6 +102,24 @@ TEST(Trainer, DivergenceStopsWithTheLastCheckpointIntact) {
   EXPECT_TRUE(warnings.empty()) << warnings;
 }
 
+TEST(Trainer, NoProgressLinesWhenLogEveryIsZero) {
+  // The library takes log.every 0 as "only at the end" (the command line refuses it earlier).
+  TrainOptions o = tiny().decoder_options("quiet_log");
+  o.budget = 3;
+  o.warmup_steps = 0;
+  o.log_every = 0;
+  o.eval_every = 0;
+  o.save_every = 0;
+  std::ostringstream log;
+  const TrainResult r = train(o, log);
+  EXPECT_EQ(r.step, 3);
+  size_t lines = 0;
+  for (size_t at = log.str().find("step "); at != std::string::npos;
+       at = log.str().find("step ", at + 1))
+    lines += log.str().compare(at, 9, "step     ") == 0;
+  EXPECT_EQ(lines, 1u) << log.str();  // the last step's line only
+}
+
 TEST(Trainer, TokenizerMismatchOnResumeIsAnError) {
   TrainOptions o = tiny().decoder_options("mismatch");
   o.budget = 2;

@@ -58,7 +58,7 @@ void SophiaHessian::hessian_pass(Task& task, optim::Sophia& sophia, StepPath& pa
   sophia.zero_grad();
 }
 
-void SophiaHessian::on_clock(StepContext& step, StepCharge&) {
+void SophiaHessian::on_clock(StepContext& step, StepCharge& charge) {
   optim::Sophia& sophia = sophia_of(step);
   if (step.step % every_ != every_ - 1) return;
   // Each rank counts the coordinates it holds: tensor-parallel shards and pipeline stages add up
@@ -85,6 +85,9 @@ void SophiaHessian::on_clock(StepContext& step, StepCharge&) {
     tokens = t.item<int64_t>();
   }
   hessian_tokens_ += tokens;
+  // One forward and one backward over the step's batch: what RST and FLOP budgets charge.
+  charge.forward_tokens += tokens;
+  charge.backward_tokens += tokens;
   ++passes_;
   if (step.log) {
     char line[160];

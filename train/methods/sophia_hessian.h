@@ -16,9 +16,10 @@
 // tensor-parallel layout draw the same labels; the pass count and the last win rate go into
 // checkpoints. The win rate (fraction of unclipped coordinates, over the whole model in any
 // layout) is printed with each pass. Under pipeline parallelism the last stage draws the labels.
-// The pass's work is not
-// charged to the budget yet (the budget units beyond tokens are issue 17's other half); it is
-// counted in hessian_tokens().
+// The pass's work (one forward and one backward over the step's batch) is charged to the step
+// (StepCharge forward_tokens and backward_tokens: RST and FLOP budgets count it, a token budget
+// does not) and counted in hessian_tokens().
+
 #include <cstdint>
 #include <vector>
 
