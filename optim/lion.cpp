@@ -4,6 +4,10 @@
 
 #include "optim/typed_update.h"
 
+#ifdef STRATA_HAS_CUDA
+#include "optim/kernels/cuda/optim_cuda.h"
+#endif
+
 namespace strata::optim {
 
 namespace {
@@ -22,10 +26,36 @@ Lion::Lion(std::vector<ParamGroup> groups, bool rms_scale)
   init_state();
 }
 
+void Lion::update_on_gpu(const Hyper& h, double lr, const std::string& name, Tensor& param,
+                         const Tensor& grad, std::vector<Tensor>& state) {
+#ifdef STRATA_HAS_CUDA
+  const int64_t n = param.numel();
+  const int dev = param.device().index;
+  detail::dispatch_device_update(
+      "lion", name, param, grad, [&](auto* p, const auto* g, auto s_tag) {
+        using S = decltype(s_tag);
+        kernels::cuda::SignScalars<S> s;
+        s.decay = S(1.0 - lr * h.weight_decay);
+        s.decays = h.weight_decay != 0.0;
+        s.b1 = S(h.beta1), s.w1 = S(1.0 - h.beta1), s.b2 = S(h.beta2), s.w2 = S(1.0 - h.beta2);
+        s.neg_lr = S(-lr);
+        kernels::cuda::lion_update(dev, p, g, detail::device_data<S>(state[0]), n, s);
+      });
+#else
+  (void)h, (void)lr, (void)grad, (void)state;
+  STRATA_FAIL("lion: parameter '", name, "' is on ", param.device().str(),
+              " but this Strata was built without CUDA (-DSTRATA_CUDA=ON)");
+#endif
+}
+
 void Lion::update(const Hyper& h, const std::string& name, Tensor& param, const Tensor& grad,
                   std::vector<Tensor>& state, int64_t /*step*/) {
   const double lr = rms_scale_ ? h.lr * std::max(1e-3, param_rms(name, param)) : h.lr;
   const int64_t n = param.numel();
+  if (!param.device().is_cpu()) {
+    update_on_gpu(h, lr, name, param, grad, state);
+    return;
+  }
   detail::dispatch_update("lion", name, param, grad, [&](auto* p, const auto* g, auto s_tag) {
     using S = decltype(s_tag);
     S* m = detail::state_data<S>(state[0]);

@@ -8,8 +8,8 @@
 //
 // rms_scale (No Train No Gain's T5 variant): lr is replaced by lr_eff = lr * max(1e-3, RMS(p)),
 // RMS of the parameter before the update (Optimizer::param_rms), in both lines that use it, as
-// passing the scaled lr to update_fn does. CPU only (updates_on_gpu() is false: a model on a
-// GPU is refused at construction, naming the optimizers that have a GPU update).
+// passing the scaled lr to update_fn does. On a GPU the same loop runs as a CUDA kernel
+// (optim/kernels/cuda/sign_update.cu, same rounding; compiled, not yet run on a GPU).
 #include "optim/optimizer.h"
 
 namespace strata::optim {
@@ -22,10 +22,13 @@ class Lion : public Optimizer {
 
  protected:
   std::vector<std::string> state_names() const override { return {"exp_avg"}; }
+  bool updates_on_gpu() const override { return true; }
   void update(const Hyper& h, const std::string& name, Tensor& param, const Tensor& grad,
               std::vector<Tensor>& state, int64_t step) override;
 
  private:
+  void update_on_gpu(const Hyper& h, double lr, const std::string& name, Tensor& param,
+                     const Tensor& grad, std::vector<Tensor>& state);
   bool rms_scale_;
 };
 

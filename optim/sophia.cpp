@@ -3,7 +3,12 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/ops.h"
 #include "optim/typed_update.h"
+
+#ifdef STRATA_HAS_CUDA
+#include "optim/kernels/cuda/optim_cuda.h"
+#endif
 
 namespace strata::optim {
 
@@ -32,9 +37,15 @@ void Sophia::update(const Hyper& h, const std::string& name, Tensor& param, cons
   if (counted_at_step_ != step_count()) {
     counted_at_step_ = step_count();
     unclipped_ = counted_ = 0;
+    device_unclipped_ = Tensor();
   }
   const double lr = o_.rms_scale ? h.lr * std::max(1e-3, param_rms(name, param)) : h.lr;
   const int64_t n = param.numel();
+  if (!param.device().is_cpu()) {
+    update_on_gpu(h, lr, name, param, grad, state);
+    counted_ += n;
+    return;
+  }
   int64_t unclipped = 0;
   detail::dispatch_update("sophiag", name, param, grad, [&](auto* p, const auto* g, auto s_tag) {
     using S = decltype(s_tag);
@@ -60,9 +71,86 @@ void Sophia::update(const Hyper& h, const std::string& name, Tensor& param, cons
   counted_ += n;
 }
 
+void Sophia::update_on_gpu(const Hyper& h, double lr, const std::string& name, Tensor& param,
+                           const Tensor& grad, std::vector<Tensor>& state) {
+#ifdef STRATA_HAS_CUDA
+  const int64_t n = param.numel();
+  const int dev = param.device().index;
+  detail::dispatch_device_update(
+      "sophiag", name, param, grad, [&](auto* p, const auto* g, auto s_tag) {
+        using S = decltype(s_tag);
+        kernels::cuda::SignScalars<S> s;
+        s.decay = S(1.0 - lr * h.weight_decay);
+        s.b1 = S(h.beta1), s.w1 = S(1.0 - h.beta1);
+        s.rho_b = S(o_.rho * o_.batch_tokens), s.tiny = S(1e-15);
+        s.neg_lr = S(-lr);
+        kernels::cuda::sophia_update(dev, p, g, detail::device_data<S>(state[0]),
+                                     detail::device_data<S>(state[1]), n, s);
+      });
+  // The win rate from the updated state, summed on the device and read back only when asked
+  // (unclipped_count): no host sync per parameter and step.
+  NoGradGuard no_grad;
+  const Tensor ratio = div(abs(state[0]), state[1] * (o_.rho * o_.batch_tokens) + 1e-15);
+  const Tensor c =
+      sum(lt(ratio, full(ratio.shape(), 1.0, ratio.dtype(), ratio.device()))).to(DType::f64);
+  device_unclipped_ = device_unclipped_.defined() ? device_unclipped_ + c : c;
+#else
+  (void)h, (void)lr, (void)grad, (void)state;
+  STRATA_FAIL("sophiag: parameter '", name, "' is on ", param.device().str(),
+              " but this Strata was built without CUDA (-DSTRATA_CUDA=ON)");
+#endif
+}
+
+int64_t Sophia::unclipped_count() const {
+  if (device_unclipped_.defined()) {
+    unclipped_ += int64_t(device_unclipped_.to(Device::cpu()).item<double>());
+    device_unclipped_ = Tensor();
+  }
+  return unclipped_;
+}
+
+namespace {
+
+// h = b2*h + (1-b2)*g*g on the GPU (a kernel with the CPU loop's rounding).
+void hessian_on_gpu(const Hyper& h, const NamedParam& np, const Tensor& grad, Tensor& hess) {
+#ifdef STRATA_HAS_CUDA
+  const int64_t n = np.param.numel();
+  const int dev = np.param.device().index;
+  switch (grad.dtype()) {
+    case DType::f32:
+      kernels::cuda::sophia_hessian(dev, detail::device_data<float>(hess),
+                                    static_cast<const float*>(grad.raw_data()), n, float(h.beta2),
+                                    float(1.0 - h.beta2));
+      return;
+    case DType::f64:
+      kernels::cuda::sophia_hessian(dev, detail::device_data<double>(hess),
+                                    static_cast<const double*>(grad.raw_data()), n, h.beta2,
+                                    1.0 - h.beta2);
+      return;
+    case DType::bf16:
+      kernels::cuda::sophia_hessian(dev, detail::device_data<float>(hess),
+                                    static_cast<const bf16*>(grad.raw_data()), n, float(h.beta2),
+                                    float(1.0 - h.beta2));
+      return;
+    default:
+      STRATA_FAIL("sophiag: gradient of '", np.name, "' has non-floating dtype");
+  }
+#else
+  (void)h, (void)grad, (void)hess;
+  STRATA_FAIL("sophiag: parameter '", np.name, "' is on ", np.param.device().str(),
+              " but this Strata was built without CUDA (-DSTRATA_CUDA=ON)");
+#endif
+}
+
+}  // namespace
+
 void Sophia::update_hessian() {
   for_each_with_grad(
       [&](const Hyper& h, NamedParam& np, const Tensor& grad, std::vector<Tensor>& state) {
+        if (!np.param.device().is_cpu()) {
+          hessian_on_gpu(h, np, grad, state[1]);
+          return;
+        }
         const int64_t n = np.param.numel();
         detail::dispatch_update("sophiag", np.name, np.param, grad,
                                 [&](auto* /*p*/, const auto* g, auto s_tag) {

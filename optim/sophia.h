@@ -15,7 +15,8 @@
 // paper tunes rho to keep it within 0.1-0.5.
 //
 // rms_scale (No Train No Gain's T5 variant): lr is replaced by lr * max(1e-3, RMS(p)) in both
-// lines that use it. CPU only (updates_on_gpu() is false).
+// lines that use it. On a GPU the same loops run as CUDA kernels (optim/kernels/cuda/
+// sign_update.cu, same rounding; compiled, not yet run on a GPU).
 #include "optim/optimizer.h"
 
 namespace strata::optim {
@@ -37,19 +38,24 @@ class Sophia : public Optimizer {
   void update_hessian();
   // Of the last step(): unclipped coordinates / updated coordinates (0 before any step), and
   // the two counts.
-  double win_rate() const { return counted_ ? double(unclipped_) / double(counted_) : 0.0; }
-  int64_t unclipped_count() const { return unclipped_; }
+  double win_rate() const { return counted_ ? double(unclipped_count()) / double(counted_) : 0.0; }
+  int64_t unclipped_count() const;
   int64_t counted_coordinates() const { return counted_; }
 
  protected:
   std::vector<std::string> state_names() const override { return {"exp_avg", "hessian"}; }
+  bool updates_on_gpu() const override { return true; }
   void update(const Hyper& h, const std::string& name, Tensor& param, const Tensor& grad,
               std::vector<Tensor>& state, int64_t step) override;
 
  private:
+  void update_on_gpu(const Hyper& h, double lr, const std::string& name, Tensor& param,
+                     const Tensor& grad, std::vector<Tensor>& state);
   SophiaOptions o_;
-  int64_t unclipped_ = 0, counted_ = 0;
-  int64_t counted_at_step_ = -1;  // step_count() the counts belong to
+  mutable int64_t unclipped_ = 0;
+  int64_t counted_ = 0;
+  mutable Tensor device_unclipped_;  // GPU: the step's count so far, on the device
+  int64_t counted_at_step_ = -1;     // step_count() the counts belong to
 };
 
 }  // namespace strata::optim

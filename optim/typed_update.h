@@ -1,5 +1,5 @@
 #pragma once
-// The dtype dispatch of the element-wise CPU updates that are written once as templates (Lion,
+// The dtype dispatch of the element-wise updates that are written once as templates (Lion,
 // Sophia-G, Adafactor): the parameter's type P (float, double, bf16), the gradient's G (P or the
 // state type) and the compute and state type S (float for float and bf16 parameters, double for
 // double ones), as optim::state_dtype chooses. Internal to optim/.
@@ -58,6 +58,42 @@ void dispatch_update(const char* who, const std::string& name, Tensor& param, co
       STRATA_FAIL(who, ": parameter '", name, "' has non-floating dtype ",
                   dtype_name(param.dtype()));
   }
+}
+
+// The same dispatch for a parameter on a GPU: fn(p, g, S{}) with typed pointers into device
+// memory (for the kernels of optim/kernels/cuda/optim_cuda.h; bf16 as core's bf16).
+template <class Fn>
+void dispatch_device_update(const char* who, const std::string& name, Tensor& param,
+                            const Tensor& grad, Fn&& fn) {
+  STRATA_CHECK(grad.device() == param.device(), who, ": parameter '", name, "' is on ",
+               param.device().str(), " but its gradient is on ", grad.device().str());
+  switch (param.dtype()) {
+    case DType::f32:
+      fn(static_cast<float*>(param.raw_data()), static_cast<const float*>(grad.raw_data()),
+         float{});
+      return;
+    case DType::f64:
+      fn(static_cast<double*>(param.raw_data()), static_cast<const double*>(grad.raw_data()),
+         double{});
+      return;
+    case DType::bf16:
+      if (grad.dtype() == DType::bf16)
+        fn(static_cast<bf16*>(param.raw_data()), static_cast<const bf16*>(grad.raw_data()),
+           float{});
+      else
+        fn(static_cast<bf16*>(param.raw_data()), static_cast<const float*>(grad.raw_data()),
+           float{});
+      return;
+    default:
+      STRATA_FAIL(who, ": parameter '", name, "' has non-floating dtype ",
+                  dtype_name(param.dtype()));
+  }
+}
+
+// Device memory of a state tensor in the compute type S.
+template <class S>
+S* device_data(Tensor& t) {
+  return static_cast<S*>(t.raw_data());
 }
 
 // The state tensor's data in the compute type S.
