@@ -271,6 +271,15 @@ CommandChecks train_checks() {
                                                          "cosine-budget", "constant"})};
   r["optim.warmup_steps"] = {at_least(0)};
   r["optim.final_lr"] = {at_least(0), not_above("optim.lr")};
+  r["optim.rho"] = {above(0)};
+  r["optim.hessian_every"] = {at_least(1)};
+  r["optim.hessian_batch_tokens"] = {at_least(0)};  // 0: the tokens of one step
+  // Bools; which optimizer reads them is checked by the trainer (train/optimizer_factory.cpp).
+  c.free["optim.rms_scale"] = "a bool";
+  c.free["optim.relative_step"] = "a bool";
+  c.free["optim.scale_parameter"] = "a bool";
+  c.free["optim.warmup_init"] = "a bool";
+  c.free["optim.adafactor_momentum"] = "a bool";
   r["budget.unit"] = {one_of(train::budget_unit_names())};
   r["budget.amount"] = {above(0)};
   r["budget.rst_table"] = {path(PathKind::File, true, "a table written by `strata calibrate`")};

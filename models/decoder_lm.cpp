@@ -172,6 +172,11 @@ Tensor DecoderLM::head_loss(const Tensor& h, const Tensor& targets, StageHits* h
   return lm_head_->loss(local, targets);
 }
 
+Tensor DecoderLM::head_logits(const Tensor& h) const {
+  STRATA_CHECK(part_.post, "DecoderLM::head_logits: this part has no head");
+  return lm_head_->forward(norm_->forward(h));
+}
+
 Tensor DecoderLM::hidden(const Tensor& ids, ModelCache* cache) const {
   check_whole("hidden");
   return norm_->forward(run_blocks(embed_tokens(ids), cache));

@@ -99,6 +99,9 @@ class DecoderLM : public CausalLM {
   // (-100 skipped); under tensor parallelism vocab-parallel, the full logits never gathered.
   // `hits`, when given, counts argmax hits among the positions with a target.
   Tensor head_loss(const Tensor& h, const Tensor& targets, StageHits* hits = nullptr) const;
+  // post, for a loss on other targets (Sophia's sampled labels): the whole vocabulary's logits
+  // [B, L, vocab] of the last block's output (gathered under tensor parallelism, with autograd).
+  Tensor head_logits(const Tensor& h) const;
   const ModelPart& part() const { return part_; }
 
   Tensor forward(const Tensor& ids) const override;

@@ -1,6 +1,8 @@
 #include "models/pipeline_stage_bert.h"
 
 #include "core/error.h"
+#include "core/ops.h"
+#include "parallel/tp_mappings.h"
 
 namespace strata::models {
 
@@ -58,6 +60,14 @@ std::vector<Tensor> BertStage::forward(int64_t micro, const std::vector<Tensor>&
   const Tensor h =
       enc.run_blocks(is_first() ? enc.embed_tokens(mb.ids, key) : inputs[0], mb.mask, key);
   if (!is_last()) return {h};
+  if (mb.relabel) {
+    const MLMOutput out = predict_masked(enc.final_norm(h), mb.labels);
+    const parallel::Communicator* tp = config().tp;
+    const Tensor logits = tp != nullptr && tp->size() > 1
+                              ? parallel::gather_from_tp(out.logits, *config().tp, "tp.sophia.mlm")
+                              : out.logits;
+    return {cross_entropy(logits, mb.relabel(logits, out.targets))};
+  }
   return {predict_masked(enc.final_norm(h), mb.labels, is_training() ? nullptr : &hits_).loss};
 }
 

@@ -6,6 +6,7 @@
 // feeds it micro-batches and declares what crosses the boundary (the hidden state [b, L, d]).
 // The MLM decoder is tied to the word embedding, so the last stage holds a replica of
 // `encoder.embed.word.weight` (tied_parameters(); the executor sums the replicas' gradients).
+#include <functional>
 #include <vector>
 
 #include "models/bert.h"
@@ -18,6 +19,10 @@ struct BertMicroBatch {
   Tensor ids;     // [b, L] integer
   Tensor labels;  // [b, L] integer, -100 at the positions not predicted
   Tensor mask;    // bool [b, L] (true = real token) or undefined
+  // When set (Sophia's Hessian pass), the last stage's loss is the cross-entropy of the whole
+  // vocabulary's logits at the predicted positions [M, vocab] against relabel(logits, targets
+  // [M]) (gathered under tensor parallelism, with autograd).
+  std::function<Tensor(const Tensor& logits, const Tensor& targets)> relabel;
 };
 
 class BertStage : public BertMLM, public parallel::StageCompute {

@@ -1,6 +1,7 @@
 #include "models/pipeline_stage_decoder.h"
 
 #include "core/error.h"
+#include "core/ops.h"
 
 namespace strata::models {
 DecoderStage::DecoderStage(const DecoderConfig& cfg, uint64_t seed, const StageLayout& layout,
@@ -51,6 +52,10 @@ std::vector<Tensor> DecoderStage::forward(int64_t micro, const std::vector<Tenso
                inputs.size(), " inputs");
   const Tensor h = run_blocks(is_first() ? embed_tokens(mb.ids) : inputs[0]);
   if (!is_last()) return {h};
+  if (mb.relabel) {
+    const Tensor logits = head_logits(h);
+    return {cross_entropy(logits, mb.relabel(logits, mb.targets))};
+  }
   return {head_loss(h, mb.targets, is_training() ? nullptr : &hits_)};
 }
 

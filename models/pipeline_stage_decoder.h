@@ -5,6 +5,7 @@
 // this class only feeds it micro-batches and declares what crosses the stage boundary (the
 // hidden state [b, L, d]). With tied embeddings the last stage holds a replica of `embed.weight`
 // for its head (tied_parameters() lists it; the executor sums the two replicas' gradients).
+#include <functional>
 #include <vector>
 
 #include "models/decoder_lm.h"
@@ -16,6 +17,10 @@ namespace strata::models {
 struct DecoderMicroBatch {
   Tensor ids;      // [b, L] integer
   Tensor targets;  // [b, L] integer, -100 ignored
+  // When set (Sophia's Hessian pass), the last stage's loss is the cross-entropy of the whole
+  // vocabulary's logits against relabel(logits, targets): labels drawn from the model's own
+  // softmax (train/task.h, sample_labels), with no gradient through the draw.
+  std::function<Tensor(const Tensor& logits, const Tensor& targets)> relabel;
 };
 
 class DecoderStage : public DecoderLM, public parallel::StageCompute {

@@ -1,5 +1,7 @@
 #include "models/pipeline_stage_t5.h"
 
+#include "core/ops.h"
+
 #include "core/error.h"
 
 namespace strata::models {
@@ -139,6 +141,10 @@ std::vector<Tensor> T5Stage::forward(int64_t micro, const std::vector<Tensor>& i
   if (end > n) {
     if (begin <= n) dec_h = dec_emb;  // this stage holds decoder block 0
     dec_h = decoder().run_blocks(dec_h, dec_bias, memory, mask, dec_key);
+  }
+  if (is_last() && mb.relabel) {
+    const Tensor logits = head_logits(decoder().finish(dec_h, dec_key));
+    return {cross_entropy(logits, mb.relabel(logits, mb.labels))};
   }
   if (is_last())
     return {head_loss(decoder().finish(dec_h, dec_key), mb.labels, training ? nullptr : &hits_)};

@@ -17,6 +17,7 @@
 // block reuses its bias). Every decoder stage receives the memory for its cross-attention and
 // passes it on; its gradient flows back summed over all the decoder blocks after it, as do the
 // biases' gradients to the table that made them.
+#include <functional>
 #include <vector>
 
 #include "models/pipeline_stage.h"
@@ -29,6 +30,9 @@ struct T5MicroBatch {
   Tensor input_ids;     // [b, Ls] integer
   Tensor labels;        // [b, Lt] integer, -100 ignored (the decoder reads them shifted right)
   Tensor encoder_mask;  // [b, Ls] bool or integer (nonzero = real token), or undefined
+  // When set (Sophia's Hessian pass), the last stage's loss is the cross-entropy of the whole
+  // vocabulary's logits against relabel(logits, labels) (the decoder still reads the labels).
+  std::function<Tensor(const Tensor& logits, const Tensor& labels)> relabel;
 };
 
 class T5Stage : public T5Model, public parallel::StageCompute {

@@ -373,6 +373,11 @@ Tensor T5Model::head_loss(const Tensor& decoder_out, const Tensor& labels, Stage
   return lm_head_->loss(local, labels);
 }
 
+Tensor T5Model::head_logits(const Tensor& decoder_out) const {
+  STRATA_CHECK(lm_head_ != nullptr, "T5Model::head_logits: this part has no head");
+  return lm_head_->gather_logits(lm_head_->local_logits(decoder_out));
+}
+
 RandomKey T5Model::dropout_key(uint32_t stack) const {
   return RandomKey{seed_,      uint32_t(RngStream::Dropout) | ((stack << 16) << 8),
                    step_,      0,

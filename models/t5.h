@@ -275,6 +275,9 @@ class T5Model : public Module {
   Tensor embed(const Tensor& ids, uint32_t stack) const;
   Tensor head_loss(const Tensor& decoder_out, const Tensor& labels,
                    StageHits* hits = nullptr) const;
+  // The whole vocabulary's logits of decoder_out (gathered under tensor parallelism, with
+  // autograd): for a loss on other targets (Sophia's sampled labels).
+  Tensor head_logits(const Tensor& decoder_out) const;
   // Dropout masks of stack 0 (encoder) or 1 (decoder) for this step and batch rows.
   RandomKey dropout_key(uint32_t stack) const;
   // encoder_mask as bool [batch, len] (nonzero integers = real token), or undefined.

@@ -130,32 +130,6 @@ AdamWScale::AdamWScale(std::vector<ParamGroup> groups) : Optimizer(std::move(gro
   init_state();
 }
 
-double AdamWScale::rms(const Tensor& param) {
-  const int64_t n = param.numel();
-  if (n == 0) return 0.0;
-  const Tensor p = param.contiguous();
-  double ss = 0.0;
-  if (!p.device().is_cpu()) {
-    // The step size needs the value on the host: one read-back per parameter and step.
-    ss = detail::device_sum_squares({p}).to(Device::cpu()).item<double>();
-    return std::sqrt(ss) / std::sqrt(double(n));
-  }
-  switch (p.dtype()) {
-    case DType::f32:
-      ss = kernels::sum_squares(p.data<float>(), n);
-      break;
-    case DType::f64:
-      ss = kernels::sum_squares(p.data<double>(), n);
-      break;
-    case DType::bf16:
-      ss = kernels::sum_squares(p.data<bf16>(), n);
-      break;
-    default:
-      STRATA_FAIL("AdamWScale::rms: expected a floating tensor, got ", dtype_name(p.dtype()));
-  }
-  return std::sqrt(ss) / std::sqrt(double(n));
-}
-
 void AdamWScale::update(const Hyper& h, const std::string& name, Tensor& param, const Tensor& grad,
                         std::vector<Tensor>& state, int64_t step) {
   const double t = double(step);

@@ -25,8 +25,8 @@ class AdamW : public Optimizer {
 
 // nanoT5's AdamWScale (ALGORITHMS.md 1.3), per parameter:
 //   m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2
-//   a = lr * sqrt(1-b2^t)/(1-b1^t) * max(1e-3, RMS(p)),  RMS(p) = ||p||_2 / sqrt(numel), p before
-//   p = p - a * m / (sqrt(v) + eps)          (eps outside the bias correction, unlike AdamW)
+//   a = lr * sqrt(1-b2^t)/(1-b1^t) * max(1e-3, param_rms(p)),  RMS(p) = ||p||_2 / sqrt(numel), p
+//   before p = p - a * m / (sqrt(v) + eps)          (eps outside the bias correction, unlike AdamW)
 //   p = p - lr*wd*p                          (decay after the step, on the updated p)
 // nanoT5 uses eps = 1e-6 and wd = 0.
 class AdamWScale : public Optimizer {
@@ -34,16 +34,7 @@ class AdamWScale : public Optimizer {
   explicit AdamWScale(std::vector<ParamGroup> groups);
   std::string name() const override { return "adamwscale"; }
 
-  // RMS(p) as the update uses it (f64 accumulation), exposed for tests and logging.
-  static double rms(const Tensor& param);
-
  protected:
-  // The RMS the update of parameter `name` scales by: rms(param). A tensor-parallel trainer
-  // overrides it to take the whole tensor's RMS over its shards.
-  virtual double param_rms(const std::string& name, const Tensor& param) {
-    (void)name;
-    return rms(param);
-  }
   std::vector<std::string> state_names() const override { return {"exp_avg", "exp_avg_sq"}; }
   bool updates_on_gpu() const override { return true; }
   void update(const Hyper& h, const std::string& name, Tensor& param, const Tensor& grad,

@@ -1,10 +1,13 @@
 #include "optim/optimizer.h"
 
+#include <cmath>
 #include <set>
 
 #include "core/autograd/grad_mode.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "optim/device_reduce.h"
+#include "optim/kernels/adam_kernel.h"
 
 namespace strata::optim {
 
@@ -36,9 +39,16 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups) : groups_(std::move(groups)
   }
 }
 
+std::vector<Optimizer::StateSpec> Optimizer::state_specs(const Tensor& param) const {
+  std::vector<StateSpec> specs;
+  for (const std::string& n : state_names()) specs.push_back({n, param.shape()});
+  return specs;
+}
+
 void Optimizer::init_state() {
-  const std::vector<std::string> names = state_names();
   state_.assign(groups_.size(), {});
+  state_names_.assign(groups_.size(), {});
+  param_steps_.assign(groups_.size(), {});
   for (size_t g = 0; g < groups_.size(); ++g)
     for (const NamedParam& np : groups_[g].params) {
       const Device d = np.param.device();
@@ -47,10 +57,25 @@ void Optimizer::init_state() {
                    " has no GPU update; use optim.name = adamw (or adamwscale), or train on "
                    "the CPU");
       std::vector<Tensor> st;
-      for (size_t k = 0; k < names.size(); ++k)
-        st.push_back(zeros(np.param.shape(), state_dtype(np.param.dtype()), d));
+      std::vector<std::string> names;
+      for (const StateSpec& spec : state_specs(np.param)) {
+        st.push_back(zeros(spec.shape, state_dtype(np.param.dtype()), d));
+        names.push_back(spec.name);
+      }
       state_[g].push_back(std::move(st));
+      state_names_[g].push_back(std::move(names));
+      param_steps_[g].push_back(0);
     }
+}
+
+Tensor Optimizer::prepared_grad(const NamedParam& np) {
+  Tensor grad = np.param.grad();
+  if (!grad.defined()) return grad;
+  STRATA_CHECK(grad.shape() == np.param.shape(), "optimizer: gradient of '", np.name,
+               "' has shape ", shape_str(grad.shape()), ", expected ", shape_str(np.param.shape()));
+  const DType sd = state_dtype(np.param.dtype());
+  if (grad.dtype() != np.param.dtype() && grad.dtype() != sd) grad = grad.to(sd);
+  return grad.contiguous();
 }
 
 void Optimizer::step() {
@@ -61,15 +86,11 @@ void Optimizer::step() {
     ParamGroup& group = groups_[g];
     for (size_t i = 0; i < group.params.size(); ++i) {
       NamedParam& np = group.params[i];
-      Tensor grad = np.param.grad();
+      const Tensor grad = prepared_grad(np);
       if (!grad.defined()) continue;
-      STRATA_CHECK(grad.shape() == np.param.shape(), "optimizer: gradient of '", np.name,
-                   "' has shape ", shape_str(grad.shape()), ", expected ",
-                   shape_str(np.param.shape()));
-      const DType sd = state_dtype(np.param.dtype());
-      if (grad.dtype() != np.param.dtype() && grad.dtype() != sd) grad = grad.to(sd);
-      grad = grad.contiguous();
-      update(group.hyper, np.name, np.param, grad, state_[g][i], step_);
+      // PyTorch's per-parameter state["step"]: only the steps this parameter took part in.
+      const int64_t t = ++param_steps_[g][i];
+      update(group.hyper, np.name, np.param, grad, state_[g][i], t);
       np.param.storage().bump_version();
     }
   }
@@ -113,17 +134,57 @@ std::vector<Tensor> Optimizer::params() const {
 }
 
 std::map<std::string, Tensor> Optimizer::state() const {
-  const std::vector<std::string> names = state_names();
   std::map<std::string, Tensor> out;
   for (size_t g = 0; g < groups_.size(); ++g)
     for (size_t i = 0; i < groups_[g].params.size(); ++i)
-      for (size_t k = 0; k < names.size(); ++k)
-        out.emplace(groups_[g].params[i].name + "/" + names[k], state_[g][i][k]);
+      for (size_t k = 0; k < state_names_[g][i].size(); ++k)
+        out.emplace(groups_[g].params[i].name + "/" + state_names_[g][i][k], state_[g][i][k]);
   return out;
 }
 
-void Optimizer::load_state(const std::map<std::string, Tensor>& state, int64_t step_count) {
+std::map<std::string, int64_t> Optimizer::param_steps() const {
+  std::map<std::string, int64_t> out;
+  for (size_t g = 0; g < groups_.size(); ++g)
+    for (size_t i = 0; i < groups_[g].params.size(); ++i)
+      out.emplace(groups_[g].params[i].name, param_steps_[g][i]);
+  return out;
+}
+
+double Optimizer::rms(const Tensor& x) {
+  const int64_t n = x.numel();
+  if (n == 0) return 0.0;
+  const Tensor p = x.contiguous();
+  double ss = 0.0;
+  if (!p.device().is_cpu()) {
+    // The step size needs the value on the host: one read-back per parameter and step.
+    ss = detail::device_sum_squares({p}).to(Device::cpu()).item<double>();
+    return std::sqrt(ss) / std::sqrt(double(n));
+  }
+  switch (p.dtype()) {
+    case DType::f32:
+      ss = kernels::sum_squares(p.data<float>(), n);
+      break;
+    case DType::f64:
+      ss = kernels::sum_squares(p.data<double>(), n);
+      break;
+    case DType::bf16:
+      ss = kernels::sum_squares(p.data<bf16>(), n);
+      break;
+    default:
+      STRATA_FAIL("optimizer: rms of a ", dtype_name(p.dtype()),
+                  " tensor; expected a floating one");
+  }
+  return std::sqrt(ss) / std::sqrt(double(n));
+}
+
+void Optimizer::load_state(const std::map<std::string, Tensor>& state, int64_t step_count,
+                           const std::map<std::string, int64_t>& param_steps) {
   STRATA_CHECK(step_count >= 0, "optimizer: step count must be >= 0, got ", step_count);
+  // Counts of parameters this optimizer does not hold are skipped: a pipeline stage's optimizer
+  // holds its stage's parameters, a checkpoint has the whole model's.
+  for (const auto& [pname, t] : param_steps)
+    STRATA_CHECK(t >= 0 && t <= step_count, "optimizer: parameter '", pname, "' has step count ", t,
+                 ", outside [0, ", step_count, "]");
   const std::map<std::string, Tensor> live = this->state();
   for (const auto& [key, src] : state)
     STRATA_CHECK(live.count(key), "optimizer: load_state got unknown state '", key, "' for ",
@@ -141,6 +202,11 @@ void Optimizer::load_state(const std::map<std::string, Tensor>& state, int64_t s
     d.copy_(src);
   }
   step_ = step_count;
+  for (size_t g = 0; g < groups_.size(); ++g)
+    for (size_t i = 0; i < groups_[g].params.size(); ++i) {
+      auto it = param_steps.find(groups_[g].params[i].name);
+      param_steps_[g][i] = it == param_steps.end() ? step_count : it->second;
+    }
 }
 
 }  // namespace strata::optim

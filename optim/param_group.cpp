@@ -10,10 +10,9 @@ bool no_decay(const std::string& name, const Tensor& param) {
   std::string lower = name;
   std::transform(lower.begin(), lower.end(), lower.begin(),
                  [](unsigned char c) { return char(std::tolower(c)); });
-  if (lower.find("norm") != std::string::npos) return true;
-  const size_t dot = lower.rfind('.');
-  const std::string last = dot == std::string::npos ? lower : lower.substr(dot + 1);
-  return last == "bias" || (last.size() > 5 && last.ends_with("_bias"));
+  // Substring matches, as the references' `any(nd in name for nd in no_decay)`: nanoT5's "bias"
+  // exempts relative_attention_bias (our rel_bias.weight) too.
+  return lower.find("norm") != std::string::npos || lower.find("bias") != std::string::npos;
 }
 
 std::vector<ParamGroup> make_param_groups(const std::vector<NamedParam>& params, const Hyper& h) {

@@ -29,9 +29,11 @@ struct ParamGroup {
 // True for parameters that take no weight decay. The rule (any one suffices):
 //   1. the parameter has at most one dimension (biases, norm gains, learnable scalars);
 //   2. its lower-cased name contains "norm" (LayerNorm / RMSNorm / layer_norm / final_norm);
-//   3. its last dotted component is "bias" or ends in "_bias".
+//   3. its lower-cased name contains "bias" (linear biases, and T5's relative position bias
+//      table rel_bias.weight, which nanoT5's substring rule exempts as relative_attention_bias).
 // Crammed BERT ("bias", "LayerNorm") and nanoT5 ("bias", "LayerNorm", "layernorm", "layer_norm",
-// "ln") exclude exactly these in their models; rule 1 also covers names we do not foresee.
+// "ln") match substrings of the name; on our models' names (none contains "ln") these rules pick
+// the same parameters. Rule 1 also covers names we do not foresee.
 bool no_decay(const std::string& name, const Tensor& param);
 
 // Two groups in this order: {decayed params, weight_decay = h.weight_decay} and {no_decay params,

@@ -33,14 +33,43 @@ class BertTask final : public ModelTask<models::BertMLM, models::BertStage, data
     for (const data::Batch& b : batches) {
       const Tensor ids = batch_ids(b.inputs, b.rows, b.input_len);
       mb.push_back({ids, batch_ids(b.targets, b.rows, b.target_len), padding_mask(b, ids)});
+      // Sophia's pass: the last stage draws at the masked positions, keyed as loss() does.
+      if (sampling_)
+        mb.back().relabel = [key = *sampling_, places = loss_position_ids(b)](
+                                const Tensor& logits, const Tensor& targets) {
+          const int64_t m = targets.numel();
+          STRATA_CHECK(m == int64_t(places.size()), "bert: the MLM head predicts ", m,
+                       " positions but the batch has ", places.size(), " masked ones");
+          return sample_labels(logits, targets.reshape({m, 1}), key, places)
+              .reshape({m})
+              .to(logits.device());
+        };
     }
     stage_->set_micro_batches(std::move(mb));
   }
 
   Tensor loss(const data::Batch& b) override {
     const Tensor ids = batch_ids(b.inputs, b.rows, b.input_len);
-    return model().mlm_loss(ids, batch_ids(b.targets, b.rows, b.target_len), padding_mask(b, ids));
+    const Tensor targets = batch_ids(b.targets, b.rows, b.target_len);
+    if (!sampling_) return model().mlm_loss(ids, targets, padding_mask(b, ids));
+    // Sophia's pass: draw from the vocabulary distribution at the masked positions (not from
+    // the hidden states, NTNG's slip, ALGORITHMS.md 3.6), over the whole vocabulary (gathered
+    // under tensor parallelism, with its gradient), keyed by each position's global place.
+    const models::MLMOutput out = model().mlm(ids, targets, padding_mask(b, ids));
+    const std::vector<uint64_t> places = loss_position_ids(b);
+    STRATA_CHECK(out.targets.numel() == int64_t(places.size()), "bert: the MLM head predicts ",
+                 out.targets.numel(), " positions but the batch has ", places.size(),
+                 " masked ones");
+    const bool split = cfg_.tp != nullptr && cfg_.tp->size() > 1;
+    const Tensor logits =
+        split ? parallel::gather_from_tp(out.logits, *cfg_.tp, "tp.sophia.mlm_logits") : out.logits;
+    const Tensor sampled =
+        sample_labels(logits, out.targets.reshape({out.targets.numel(), 1}), *sampling_, places);
+    return cross_entropy(logits, sampled.reshape({out.targets.numel()}).to(logits.device()));
   }
+
+  // Whole model: loss() draws; pipeline stage: set_stage_batches hands the draw to the last stage.
+  void set_label_sampling(std::optional<RandomKey> key) override { sampling_ = key; }
 
   void evaluate(const data::Batch& b, EvalCounts& c) override {
     const Tensor ids = batch_ids(b.inputs, b.rows, b.input_len);
@@ -135,7 +164,8 @@ class BertTask final : public ModelTask<models::BertMLM, models::BertStage, data
     return ne(ids, scalar_tensor(double(pad), DType::i64));
   }
 
-  models::BertConfig cfg_;  // as built: vocab and pad_id resolved
+  models::BertConfig cfg_;             // as built: vocab and pad_id resolved
+  std::optional<RandomKey> sampling_;  // Sophia's Hessian pass (set_label_sampling)
 };
 
 }  // namespace

@@ -29,16 +29,32 @@ class DecoderTask final
   std::string_view kind() const override { return "decoder"; }
   void set_stage_batches(const std::vector<data::Batch>& batches) override {
     std::vector<models::DecoderMicroBatch> mb;
-    for (const data::Batch& b : batches)
+    for (const data::Batch& b : batches) {
       mb.push_back(
           {batch_ids(b.inputs, b.rows, b.input_len), batch_ids(b.targets, b.rows, b.target_len)});
+      // Sophia's pass: the last stage draws the labels, keyed as the whole model's loss() does.
+      if (sampling_)
+        mb.back().relabel = [key = *sampling_, rows = b.global_index](const Tensor& logits,
+                                                                      const Tensor& targets) {
+          return sample_labels(logits, targets, key, rows).to(logits.device());
+        };
+    }
     stage_->set_micro_batches(std::move(mb));
   }
 
   Tensor loss(const data::Batch& b) override {
-    return model().loss(batch_ids(b.inputs, b.rows, b.input_len),
-                        batch_ids(b.targets, b.rows, b.target_len));
+    const Tensor ids = batch_ids(b.inputs, b.rows, b.input_len);
+    const Tensor targets = batch_ids(b.targets, b.rows, b.target_len);
+    if (!sampling_) return model().loss(ids, targets);
+    // Sophia's pass: the whole vocabulary's logits (gathered under tensor parallelism, so every
+    // tp rank draws the same labels), the draw keyed by the rows' global sample indices.
+    const Tensor logits = model().forward(ids);
+    const Tensor sampled = sample_labels(logits, targets, *sampling_, b.global_index);
+    return cross_entropy(logits, sampled.to(logits.device()));
   }
+
+  // Whole model: loss() draws; pipeline stage: set_stage_batches hands the draw to the last stage.
+  void set_label_sampling(std::optional<RandomKey> key) override { sampling_ = key; }
 
   void evaluate(const data::Batch& b, EvalCounts& c) override {
     const Tensor targets = batch_ids(b.targets, b.rows, b.target_len);
@@ -113,7 +129,8 @@ class DecoderTask final
   }
 
  private:
-  models::DecoderConfig cfg_;  // as built: vocab and max_seq resolved
+  models::DecoderConfig cfg_;          // as built: vocab and max_seq resolved
+  std::optional<RandomKey> sampling_;  // Sophia's Hessian pass (set_label_sampling)
 };
 
 }  // namespace

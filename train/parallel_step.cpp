@@ -46,11 +46,16 @@ void resync_tied_gradients(parallel::StageCompute& stage, parallel::Communicator
 }
 
 double ShardedAdamWScale::param_rms(const std::string& name, const Tensor& param) {
-  const models::Sharding& sharding = model_.sharding(name);
-  if (sharding.is_replicated()) return rms(param);
-  const double local = rms(param);
+  return sharded_rms(model_, tp_, name, param);
+}
+
+double sharded_rms(const models::Module& model, parallel::Communicator& tp, const std::string& name,
+                   const Tensor& param) {
+  const models::Sharding& sharding = model.sharding(name);
+  const double local = optim::Optimizer::rms(param);
+  if (sharding.is_replicated()) return local;
   Tensor ss = from_vector<double>({local * local * double(param.numel())}, {1});
-  tp_.all_reduce(ss, parallel::ReduceOp::Sum, "tp.adamwscale.rms");
+  tp.all_reduce(ss, parallel::ReduceOp::Sum, "tp.adamwscale.rms");
   int64_t n = 1;
   for (int64_t d : sharding.global_shape) n *= d;
   return n > 0 ? std::sqrt(ss.item<double>() / double(n)) : 0.0;

@@ -57,9 +57,32 @@ EvalCounts evaluate_parallel(Task& task, const data::SampleSource& samples,
                              const data::Permutation& order, const data::LoaderOptions& lo,
                              int64_t batches, const parallel::Topology& topology);
 
-// AdamWScale whose per-tensor RMS is the whole tensor's: a tensor-parallel shard's sum of
-// squares is added over the tp group (one small all-reduce per split parameter and step; every
-// rank of the group updates the same parameters in the same order).
+// The whole tensor's RMS of parameter `name` from this rank's shard: the shard's sum of squares
+// is added over the tp group (one small all-reduce per split parameter; every rank of the group
+// must call it for the same parameters in the same order). A replicated parameter's own RMS.
+double sharded_rms(const models::Module& model, parallel::Communicator& tp, const std::string& name,
+                   const Tensor& param);
+
+// An optimizer whose RMS factor (Optimizer::param_rms) is the whole tensor's under tensor
+// parallelism: the RMS-scaled Lion and Sophia-G.
+template <class Base>
+class TpRms final : public Base {
+ public:
+  template <class... Args>
+  TpRms(const models::Module& model, parallel::Communicator& tp, Args&&... args)
+      : Base(std::forward<Args>(args)...), model_(model), tp_(tp) {}
+
+ protected:
+  double param_rms(const std::string& name, const Tensor& param) override {
+    return sharded_rms(model_, tp_, name, param);
+  }
+
+ private:
+  const models::Module& model_;
+  parallel::Communicator& tp_;
+};
+
+// AdamWScale whose per-tensor RMS is the whole tensor's (sharded_rms).
 class ShardedAdamWScale final : public optim::AdamWScale {
  public:
   ShardedAdamWScale(std::vector<optim::ParamGroup> groups, const models::Module& model,

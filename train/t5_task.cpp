@@ -32,14 +32,31 @@ class T5Task final : public ModelTask<models::T5Model, models::T5Stage, data::Sp
     for (const data::Batch& b : batches) {
       const Tensor ids = batch_ids(b.inputs, b.rows, b.input_len);
       mb.push_back({ids, batch_ids(b.targets, b.rows, b.target_len), padding_mask(b, ids)});
+      // Sophia's pass: the last stage draws, keyed as loss() does.
+      if (sampling_)
+        mb.back().relabel = [key = *sampling_, rows = b.global_index](const Tensor& logits,
+                                                                      const Tensor& labels) {
+          return sample_labels(logits, labels, key, rows).to(logits.device());
+        };
     }
     stage_->set_micro_batches(std::move(mb));
   }
 
   Tensor loss(const data::Batch& b) override {
     const Tensor ids = batch_ids(b.inputs, b.rows, b.input_len);
-    return model().loss(ids, batch_ids(b.targets, b.rows, b.target_len), padding_mask(b, ids));
+    const Tensor labels = batch_ids(b.targets, b.rows, b.target_len);
+    if (!sampling_) return model().loss(ids, labels, padding_mask(b, ids));
+    // Sophia's pass: the decoder still reads the true labels shifted right (teacher forcing);
+    // only the targets of the cross-entropy are drawn, from the whole vocabulary's logits.
+    const Tensor logits = model().forward(
+        ids, models::T5Model::shift_right(labels, cfg_.decoder_start_id, cfg_.pad_id),
+        padding_mask(b, ids));
+    const Tensor sampled = sample_labels(logits, labels, *sampling_, b.global_index);
+    return cross_entropy(logits, sampled.to(logits.device()));
   }
+
+  // Whole model: loss() draws; pipeline stage: set_stage_batches hands the draw to the last stage.
+  void set_label_sampling(std::optional<RandomKey> key) override { sampling_ = key; }
 
   void evaluate(const data::Batch& b, EvalCounts& c) override {
     const Tensor ids = batch_ids(b.inputs, b.rows, b.input_len);
@@ -129,7 +146,8 @@ class T5Task final : public ModelTask<models::T5Model, models::T5Stage, data::Sp
     return ne(ids, scalar_tensor(double(pad), DType::i64));
   }
 
-  models::T5Config cfg_;  // as built: vocab and special ids resolved
+  models::T5Config cfg_;               // as built: vocab and special ids resolved
+  std::optional<RandomKey> sampling_;  // Sophia's Hessian pass (set_label_sampling)
 };
 
 }  // namespace

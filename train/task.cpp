@@ -1,8 +1,11 @@
 #include "train/task.h"
 
 #include <algorithm>
+#include <cmath>
 
+#include "core/autograd/grad_mode.h"
 #include "core/ops.h"
+#include "core/random/philox.h"
 #include "train/task_factories.h"
 
 namespace strata::train {
@@ -15,6 +18,59 @@ Tensor batch_ids(const std::vector<int32_t>& values, int64_t rows, int64_t cols)
 int64_t loss_positions(const data::Batch& b) {
   return int64_t(
       std::count_if(b.targets.begin(), b.targets.end(), [](int32_t t) { return t != -100; }));
+}
+
+Tensor sample_labels(const Tensor& logits, const Tensor& targets, const RandomKey& key,
+                     const std::vector<uint64_t>& row_ids) {
+  NoGradGuard no_grad;
+  const int64_t V = logits.shape().back();
+  const int64_t n = targets.numel();
+  const int64_t rows = int64_t(row_ids.size());
+  STRATA_CHECK(V > 0 && logits.numel() == n * V && rows > 0 && n % rows == 0,
+               "sample_labels: logits ", shape_str(logits.shape()), " do not match targets ",
+               shape_str(targets.shape()), " of ", rows, " rows");
+  const int64_t L = n / rows;
+  const std::vector<double> l =
+      logits.detach().to(Device::cpu()).to(DType::f64).to_vector<double>();
+  const std::vector<int64_t> t = targets.to(Device::cpu()).to(DType::i64).to_vector<int64_t>();
+  const Philox rng(key.seed, key.stream, key.step);
+  std::vector<int64_t> out(size_t(n), -100);
+  for (int64_t i = 0; i < n; ++i) {
+    if (t[size_t(i)] == -100) continue;
+    const double* row = l.data() + i * V;
+    const double mx = *std::max_element(row, row + V);
+    double total = 0;
+    for (int64_t v = 0; v < V; ++v) total += std::exp(row[v] - mx);
+    const uint64_t index =
+        key.index_offset + row_ids[size_t(i / L)] * uint64_t(L) + uint64_t(i % L);
+    const double target = rng.uniform_f64(index) * total;
+    double c = 0;
+    int64_t pick = V - 1;  // rounding can leave the last bucket's edge below target
+    for (int64_t v = 0; v < V; ++v) {
+      c += std::exp(row[v] - mx);
+      if (c > target) {
+        pick = v;
+        break;
+      }
+    }
+    out[size_t(i)] = pick;
+  }
+  return from_vector(out, targets.shape());
+}
+
+std::vector<uint64_t> loss_position_ids(const data::Batch& b) {
+  std::vector<uint64_t> out;
+  for (int64_t r = 0; r < b.rows; ++r)
+    for (int64_t c = 0; c < b.target_len; ++c)
+      if (b.targets[size_t(r * b.target_len + c)] != -100)
+        out.push_back(b.global_index[size_t(r)] * uint64_t(b.target_len) + uint64_t(c));
+  return out;
+}
+
+void Task::set_label_sampling(std::optional<RandomKey> key) {
+  STRATA_CHECK(!key, "train: the ", kind(),
+               " task has no sampled-label loss, which Sophia-G's Hessian pass needs; train it "
+               "with optim.name = lion, adamw, adamwscale or adafactor");
 }
 
 void fail_pipelined(std::string_view kind, std::string_view what) {

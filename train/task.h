@@ -8,6 +8,7 @@
 //   t5       T5 v1.1 span corruption (models/t5.h)    train/t5_task.cpp
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -114,6 +115,13 @@ class Task {
   virtual std::string generate(const data::Tokenizer& tokenizer, std::string_view prompt,
                                const SampleOptions& options) = 0;
 
+  // Sophia-G's Gauss-Newton-Bartlett pass (optim/sophia.h, train/methods/sophia_hessian.h): while
+  // a key is set, loss() takes its cross-entropy against labels drawn from the model's own
+  // softmax (sample_labels, no gradient through the draw) at every position that carries a loss,
+  // instead of the batch's targets; std::nullopt restores the targets. Through loss(), the
+  // step path's data-parallel weighting and reduction apply unchanged. Tasks without it throw
+  // naming the fix.
+  virtual void set_label_sampling(std::optional<RandomKey> key);
   // Pipeline parallelism (a task made with placement.pipelined()): the task holds only its stage,
   // which the trainer runs through parallel::PipelineExecutor; loss, evaluate, sample and
   // generate then throw. Null for a whole model.
@@ -145,5 +153,16 @@ Tensor batch_ids(const std::vector<int32_t>& values, int64_t rows, int64_t cols)
 // Target positions that carry a loss (not the ignore index -100): what a batch's mean loss
 // divides by, for every task.
 int64_t loss_positions(const data::Batch& batch);
+// Labels drawn from softmax(logits) at each position of logits [rows, L, V] whose target
+// (targets [rows, L]) is not -100 (-100 elsewhere), as an i64 tensor of targets' shape on the
+// CPU. Position (r, c) draws by inverse CDF (in f64, vocabulary order) with the uniform
+// Philox(key.seed, key.stream, key.step).uniform_f64(key.index_offset + row_ids[r] * L + c):
+// with the rows' global sample indices as row_ids, a pure function of the key and the data, the
+// same in any data-parallel layout and after a resume.
+Tensor sample_labels(const Tensor& logits, const Tensor& targets, const RandomKey& key,
+                     const std::vector<uint64_t>& row_ids);
+// Each loss position's global place, global_index[r] * target_len + c, for the positions whose
+// target is not -100 in row-major order (BERT's masked positions as its MLM head orders them).
+std::vector<uint64_t> loss_position_ids(const data::Batch& batch);
 
 }  // namespace strata::train

@@ -15,12 +15,13 @@
 #include "core/fma_peak.h"
 #include "core/ops.h"
 #include "core/runtime.h"
-#include "optim/adamw.h"
 #include "optim/clock.h"
 #include "optim/schedule.h"
 #include "parallel/topology.h"
 #include "train/budget_costs.h"
+#include "train/methods/sophia_hessian.h"
 #include "train/metrics.h"
+#include "train/optimizer_factory.h"
 #include "train/parallel_step.h"
 #include "train/step_path.h"
 #include "train/stop_signals.h"
@@ -30,22 +31,6 @@ namespace strata::train {
 
 namespace fs = std::filesystem;
 using SteadyClock = std::chrono::steady_clock;
-
-std::unique_ptr<optim::Optimizer> make_optimizer(const TrainOptions& o, const models::Module& model,
-                                                 parallel::Communicator& tp) {
-  std::vector<optim::NamedParam> named;
-  for (const auto& [name, p] : model.named_parameters()) named.push_back({name, p});
-  const optim::Hyper hyper{o.lr, o.weight_decay, o.beta1, o.beta2, o.eps};
-  auto groups = optim::make_param_groups(named, hyper);
-  switch (o.optimizer) {
-    case OptimizerKind::AdamW:
-      return std::make_unique<optim::AdamW>(std::move(groups));
-    case OptimizerKind::AdamWScale:
-      if (tp.size() > 1) return std::make_unique<ShardedAdamWScale>(std::move(groups), model, tp);
-      return std::make_unique<optim::AdamWScale>(std::move(groups));
-  }
-  STRATA_FAIL("train: optimizer ", int(o.optimizer), " has no implementation");
-}
 
 namespace {
 
@@ -156,6 +141,10 @@ bool Trainer::budget_done() const {
 }
 
 void Trainer::setup() {
+  // Sophia-G's Hessian EMA needs its pass every optim.hessian_every steps, whatever the setup;
+  // added last, so its pass runs on the rows the other methods selected.
+  if (o_.optimizer == OptimizerKind::SophiaG)
+    methods_.push_back(std::make_unique<SophiaHessian>(o_.hessian_every));
   const int64_t accum = micro_batches_per_step(o_, topo_.layout());
   const int64_t tokens_per_step = o_.micro_batch * accum * task_.tokens_per_row();
   s_ = std::make_unique<State>(o_, tokens_per_step);
@@ -171,7 +160,7 @@ void Trainer::setup() {
   model.train();
   // Before the optimizer exists, so its state is created on the same device.
   if (s.on_gpu) model.to(device_);
-  s.opt = make_optimizer(o_, model, topo_.tp());
+  s.opt = make_optimizer(o_, model, topo_.tp(), tokens_per_step);
   s.shared_clock = s.parallel_job && o_.budget_unit == optim::ClockKind::seconds;
   s.clock = s.shared_clock ? optim::Clock(o_.budget_unit, [&s] { return s.shared_now; })
                            : optim::Clock(o_.budget_unit);
@@ -267,6 +256,7 @@ StepContext Trainer::context() {
   c.optimizer = s_->opt.get();
   c.topology = &topo_;
   c.log = s_->log;
+  c.path = s_->path.get();
   return c;
 }
 

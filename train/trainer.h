@@ -55,10 +55,13 @@ struct ParallelOptions {
   }
 };
 
-enum class OptimizerKind { AdamW, AdamWScale };
+enum class OptimizerKind { AdamW, AdamWScale, Lion, SophiaG, Adafactor };
 inline const OptionNames<OptimizerKind>& optimizer_names() {
   static const OptionNames<OptimizerKind> names{{"adamw", OptimizerKind::AdamW},
-                                                {"adamwscale", OptimizerKind::AdamWScale}};
+                                                {"adamwscale", OptimizerKind::AdamWScale},
+                                                {"lion", OptimizerKind::Lion},
+                                                {"sophiag", OptimizerKind::SophiaG},
+                                                {"adafactor", OptimizerKind::Adafactor}};
   return names;
 }
 
@@ -101,6 +104,15 @@ struct TrainOptions {
   // Optimisation.
   OptimizerKind optimizer = OptimizerKind::AdamW;
   double lr = 2e-3, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, clip = 1.0;
+  // Lion, Sophia-G and Adafactor (docs/optim.md): only the options of the chosen optimizer apply.
+  bool rms_scale = false;           // lion, sophiag: NTNG T5's lr * max(1e-3, RMS(p))
+  double rho = 0.04;                // sophiag: clipping threshold
+  int64_t hessian_every = 10;       // sophiag: k, steps between Hessian passes
+  double hessian_batch_tokens = 0;  // sophiag: B of the clip (0: the tokens of one step)
+  bool relative_step = true;        // adafactor: HF's relative_step (then optim.lr is unused)
+  bool scale_parameter = true;      // adafactor: scale the step by max(1e-3, RMS(p))
+  bool warmup_init = false;         // adafactor: relative step min(1e-6 t, 1/sqrt(t))
+  bool adafactor_momentum = false;  // adafactor: HF beta1 = optim.beta1 (false: None)
   std::string schedule = "cosine";  // a name optim::make_schedule knows
   int64_t warmup_steps = 30;
   double final_lr = 2e-5;
@@ -144,7 +156,9 @@ struct TrainOptions {
     v("data.micro_batch", micro_batch, "sequences per forward/backward");
     v("data.grad_accum", grad_accum, "micro-batches per optimizer step");
     objective.visit_options(v);
-    v("optim.name", optimizer, "optimizer (adamwscale: nanoT5's AdamW with per-tensor RMS scaling)",
+    v("optim.name", optimizer,
+      "optimizer (adamwscale: nanoT5's AdamW with per-tensor RMS scaling; lion; sophiag; "
+      "adafactor: docs/optim.md)",
       optimizer_names());
     v("optim.lr", lr, "peak learning rate");
     v("optim.weight_decay", weight_decay, "decoupled weight decay (not on norms and biases)");
@@ -152,6 +166,20 @@ struct TrainOptions {
     v("optim.beta2", beta2, "Adam beta2");
     v("optim.eps", eps, "Adam epsilon");
     v("optim.clip", clip, "global gradient-norm clip (0: off)");
+    v("optim.rms_scale", rms_scale,
+      "lion, sophiag: scale the lr by max(1e-3, RMS(param)) (No Train No Gain's T5 variant)");
+    v("optim.rho", rho, "sophiag: clipping threshold rho (reference 0.04; NTNG T5 0.01)");
+    v("optim.hessian_every", hessian_every, "sophiag: steps between Hessian passes (k)");
+    v("optim.hessian_batch_tokens", hessian_batch_tokens,
+      "sophiag: B in the clip rho*B*h (0: the tokens of one optimizer step; the authors' code "
+      "default is 5120)");
+    v("optim.relative_step", relative_step,
+      "adafactor: step min(1e-2, 1/sqrt(t)) instead of optim.lr and its schedule");
+    v("optim.scale_parameter", scale_parameter, "adafactor: scale the step by max(1e-3, RMS)");
+    v("optim.warmup_init", warmup_init,
+      "adafactor: relative step min(1e-6*t, 1/sqrt(t)) (needs optim.relative_step)");
+    v("optim.adafactor_momentum", adafactor_momentum,
+      "adafactor: first moment with beta1 = optim.beta1 (HF's beta1; false: none)");
     v("optim.schedule", schedule, "cosine, legacy, budget-one-cycle, cosine-budget or constant");
     v("optim.warmup_steps", warmup_steps, "linear warmup steps");
     v("optim.final_lr", final_lr, "learning rate at the end of the budget");
@@ -267,11 +295,14 @@ class Trainer {
   TrainResult result_;
 };
 
-// The optimizer of `options` over the model's parameters (tp: the group a sharded AdamWScale
-// measures whole-tensor RMS over).
+// The optimizer of `options` over the model's parameters, split by the no-decay rule (tp: the
+// group the RMS-scaled updates measure whole-tensor RMS over). `tokens_per_step` is Sophia's B
+// when optim.hessian_batch_tokens is 0; 0 there too takes the Sophia authors' default 5120.
+// Defined in train/optimizer_factory.cpp.
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainOptions& options,
                                                  const models::Module& model,
-                                                 parallel::Communicator& tp);
+                                                 parallel::Communicator& tp,
+                                                 int64_t tokens_per_step = 0);
 
 // Micro-batches per optimizer step (data.grad_accum, or parallel.micro_batches under pipeline
 // parallelism); throws naming the option when the batch options do not fit the layout.

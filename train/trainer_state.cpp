@@ -1,6 +1,10 @@
 #include "train/trainer_state.h"
 
+#include <algorithm>
+#include <string>
+
 #include "core/autograd/grad_mode.h"
+#include "core/ops.h"
 #include "train/checkpoint.h"
 #include "train/parallel_checkpoint.h"
 
@@ -18,6 +22,65 @@ bool one_process(const parallel::Topology& t) {
 std::pair<std::string, std::string> split_state_key(const std::string& key) {
   const auto slash = key.rfind('/');
   return {key.substr(0, slash), key.substr(slash + 1)};
+}
+
+// Each parameter's own step count (Optimizer::param_steps) under "optimizer_step.<param>";
+// a checkpoint without them (written before per-parameter counts) gives every parameter the
+// global count, which is what every parameter then had.
+constexpr const char* kParamStepPrefix = "optimizer_step.";
+
+std::map<std::string, int64_t> read_param_steps(const CheckpointState& s) {
+  std::map<std::string, int64_t> out;
+  const std::string prefix = kParamStepPrefix;
+  for (auto it = s.ints.lower_bound(prefix); it != s.ints.end() && it->first.starts_with(prefix);
+       ++it)
+    out[it->first.substr(prefix.size())] = it->second;
+  return out;
+}
+
+// Under pipeline parallelism each stage's optimizer counts only its own parameters, and world
+// rank 0 writes the trainer state: the stages' "optimizer_step.*" entries are gathered over the
+// pp group (as text, one i64 per character) so every rank's state holds the whole model's.
+void gather_stage_param_steps(CheckpointState& state, parallel::Communicator& pp) {
+  std::string text;
+  const std::string prefix = kParamStepPrefix;
+  for (auto it = state.ints.lower_bound(prefix);
+       it != state.ints.end() && it->first.starts_with(prefix); ++it)
+    text += it->first + "=" + std::to_string(it->second) + "\n";
+  const Tensor len =
+      pp.all_gather(from_vector<int64_t>({int64_t(text.size())}, {1}), 0, "pp.optimizer_steps.len");
+  int64_t longest = 0;
+  for (int64_t n : len.to_vector<int64_t>()) longest = std::max(longest, n);
+  std::vector<int64_t> chars(size_t(longest), 0);
+  for (size_t i = 0; i < text.size(); ++i) chars[i] = int64_t(static_cast<unsigned char>(text[i]));
+  const std::vector<int64_t> all =
+      pp.all_gather(from_vector<int64_t>(chars, {longest}), 0, "pp.optimizer_steps")
+          .to_vector<int64_t>();
+  std::string line;
+  for (int64_t c : all) {
+    if (c == 0) continue;  // padding
+    if (c != '\n') {
+      line += char(c);
+      continue;
+    }
+    const size_t eq = line.rfind('=');
+    state.ints[line.substr(0, eq)] = std::stoll(line.substr(eq + 1));
+    line.clear();
+  }
+}
+
+// How a state tensor is laid out over tensor parallelism: as its parameter when it has the
+// parameter's (local) shape, else (Adafactor's factored moments, refused under tp > 1)
+// replicated with its own shape.
+models::Sharding state_sharding(const models::Module& model, const std::string& param,
+                                const Tensor& t) {
+  const models::Sharding& ps = model.sharding(param);
+  if (t.shape() == ps.local_shape()) return ps;
+  STRATA_CHECK(ps.is_replicated(), "checkpoint: optimizer state of '", param, "' has shape ",
+               shape_str(t.shape()),
+               ", not its sharded parameter's; such state cannot be "
+               "split over tensor parallelism");
+  return models::Sharding::replicated(t.shape());
 }
 
 void check_fits(const CheckpointState& s, const std::string& fingerprint,
@@ -42,6 +105,7 @@ CheckpointState trainer_state(Task& task, const optim::Optimizer& opt, const opt
   CheckpointState s;
   const optim::ClockState c = clock.state();
   s.ints["optimizer_steps"] = opt.step_count();
+  for (const auto& [param, t] : opt.param_steps()) s.ints[kParamStepPrefix + param] = t;
   s.ints["clock_steps"] = c.steps;
   s.ints["tokens_consumed"] = c.tokens;
   s.ints["loader_counter"] = int64_t(loader_counter);
@@ -68,11 +132,12 @@ fs::path save_training_checkpoint(const fs::path& run_dir, int64_t step, models:
     }
     return save_checkpoint(run_dir, step, state, keep_last);
   }
+  if (topology.layout().pp > 1) gather_stage_param_steps(state, topology.pp());
   ShardedCheckpointState s;
   s.model = sharded_parameters(model);
   for (const auto& [key, t] : opt.state()) {
     const auto [param, name] = split_state_key(key);
-    s.optim[param][name] = {t.detach(), model.sharding(param)};
+    s.optim[param][name] = {t.detach(), state_sharding(model, param, t)};
   }
   s.strings = std::move(state.strings);
   s.ints = std::move(state.ints);
@@ -103,7 +168,7 @@ CheckpointState load_training_checkpoint(const fs::path& dir, models::Module& mo
     request.model = parameter_shardings(model);
     for (const auto& [key, t] : opt.state()) {
       const auto [param, name] = split_state_key(key);
-      request.optim[param][name] = model.sharding(param);
+      request.optim[param][name] = state_sharding(model, param, t);
     }
     s = load_sharded_checkpoint(dir, request, topology.world(), !verified);
   }
@@ -118,7 +183,7 @@ CheckpointState load_training_checkpoint(const fs::path& dir, models::Module& mo
   std::map<std::string, Tensor> state;
   for (const auto& [param, entries] : s.optim)
     for (const auto& [k, t] : entries) state[param + "/" + k] = t;
-  opt.load_state(state, s.ints.at("optimizer_steps"));
+  opt.load_state(state, s.ints.at("optimizer_steps"), read_param_steps(s));
   optim::ClockState c;
   c.steps = s.ints.at("clock_steps");
   c.tokens = s.ints.at("tokens_consumed");

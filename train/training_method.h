@@ -5,8 +5,9 @@
 //
 //   before_step     choose what the step trains           layer stacking, layer dropping
 //   on_batch        score the micro-batches, select rows  selective backprop, RHO-loss
-//   after_backward  extra passes on the step's gradients  Sophia's Hessian estimate every k steps
-//   on_clock        charge the step's work to the budget  forward-only scoring, extra passes
+//   after_backward  extra passes on the step's gradients  (reads or edits the step's gradients)
+//   on_clock        after the update: charge the step's   forward-only scoring; passes on the
+//                   work; passes on the updated weights   new weights: Sophia's Hessian pass
 //
 // A step is: before_step, draw the micro-batches, on_batch, forward and backward over them,
 // after_backward, clip, optimizer update, on_clock, clock advance. docs/architecture.md has a
@@ -26,6 +27,8 @@
 #include "train/task.h"
 
 namespace strata::train {
+
+class StepPath;
 
 // The work of one step, in tokens of the step's global batch (all data-parallel ranks together, as
 // one process would count them; a token is an input position of a row). The Trainer fills it with
@@ -50,6 +53,10 @@ struct StepContext {
   optim::Optimizer* optimizer = nullptr;
   const parallel::Topology* topology = nullptr;
   std::ostream* log = nullptr;  // world rank 0's run log; a silent stream on other ranks
+  // The step's forward and backward (train/step_path.h), for a method's extra training-like
+  // pass that must reduce its gradients as the step does in every layout (Sophia's Hessian
+  // pass); gradients are empty when on_clock runs.
+  StepPath* path = nullptr;
 };
 
 class TrainingMethod {

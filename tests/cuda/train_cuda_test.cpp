@@ -3,7 +3,8 @@
 //
 // What is exact and what is within a tolerance (rel_err: max |gpu - cpu| / max |cpu|):
 //   - AdamW from equal parameters, gradients and state: bit-exact in f32, f64 and bf16 (the CUDA
-//     kernel rounds each operation as the CPU kernel does). AdamWScale: state bit-exact, parameters
+//     kernel rounds each operation as the CPU kernel does); Sophia-G too, and Lion's state (its
+//     RMS-scaled parameters within 1e-6). AdamWScale: state bit-exact, parameters
 //     within 1e-6 (its step size contains RMS(p), an f64 sum in another order).
 //   - clip_grad_norm from equal gradients: the norm within 1e-12 relative (f64 sums in another
 //     order), the clipped gradients within 1e-6.
@@ -26,6 +27,8 @@
 #include "models/decoder_lm.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
+#include "optim/lion.h"
+#include "optim/sophia.h"
 #include "tests/cuda/model_compare_util.h"
 #include "tests/train/tiny_corpus.h"
 #include "train/checkpoint.h"
@@ -87,6 +90,58 @@ TEST(OptimCuda, AdamWScaleMatches) {
   const Tensor p = host_randn(123457, DType::f32, 3);
   EXPECT_NEAR(optim::AdamWScale::rms(p.to(gpu())), optim::AdamWScale::rms(p),
               1e-12 * optim::AdamWScale::rms(p));
+}
+
+// Lion and Sophia-G (with a Hessian update between steps): their kernels round each operation as
+// the CPU loops do, so parameters, state and Sophia's win rate are bit-exact.
+void compare_sign_steps(bool sophia, DType param_dtype, DType grad_dtype) {
+  const int64_t n = 70001;
+  const Tensor p0 = host_randn(n, param_dtype, 1, 0.5);
+  Tensor pc = p0.clone(), pg = p0.to(gpu());
+  pc.set_requires_grad(true);
+  pg.set_requires_grad(true);
+  const optim::Hyper h{1e-2, 0.1, 0.9, 0.99, 1e-8};
+  optim::SophiaOptions so;
+  so.batch_tokens = 1e4;
+  auto make = [&](Tensor& p) -> std::unique_ptr<optim::Optimizer> {
+    std::vector<optim::ParamGroup> groups{optim::ParamGroup{{optim::NamedParam{"w", p}}, h}};
+    if (sophia) return std::make_unique<optim::Sophia>(std::move(groups), so);
+    return std::make_unique<optim::Lion>(std::move(groups), true);
+  };
+  auto oc = make(pc), og = make(pg);
+  for (int step = 0; step < 3; ++step) {
+    const Tensor g = host_randn(n, grad_dtype, 10 + uint64_t(step), 1e-2);
+    pc.set_grad(g.clone());
+    pg.set_grad(g.to(gpu()));
+    oc->step();
+    og->step();
+    if (sophia) {
+      auto& sc = dynamic_cast<optim::Sophia&>(*oc);
+      auto& sg = dynamic_cast<optim::Sophia&>(*og);
+      EXPECT_EQ(sg.unclipped_count(), sc.unclipped_count()) << "step " << step;
+      const Tensor hg = host_randn(n, grad_dtype, 20 + uint64_t(step), 1e-2);
+      pc.set_grad(hg.clone());
+      pg.set_grad(hg.to(gpu()));
+      sc.update_hessian();
+      sg.update_hessian();
+    }
+  }
+  const std::string what = std::string(dtype_name(param_dtype)) + " params, " +
+                           std::string(dtype_name(grad_dtype)) + " grads, " + oc->name();
+  // Lion's RMS factor is an f64 sum in another order on the GPU: within 1e-6, not bit-exact.
+  EXPECT_LE(rel_err(pg, pc), sophia ? 0.0 : 1e-6) << what;
+  const auto sc = oc->state(), sg = og->state();
+  for (const auto& [key, t] : sc) EXPECT_TRUE(bitwise_equal(sg.at(key), t)) << what << " " << key;
+}
+
+TEST(OptimCuda, LionAndSophiaMatchTheCpu) {
+  STRATA_REQUIRE_GPU();
+  for (bool sophia : {false, true}) {
+    compare_sign_steps(sophia, DType::f32, DType::f32);
+    compare_sign_steps(sophia, DType::f64, DType::f64);
+    compare_sign_steps(sophia, DType::bf16, DType::bf16);
+    compare_sign_steps(sophia, DType::bf16, DType::f32);
+  }
 }
 
 std::vector<Tensor> params_with_grads(Device d, DType dtype, double scale) {

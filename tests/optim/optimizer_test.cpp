@@ -54,8 +54,10 @@ TEST(NameRule, NormsBiasesAndVectorsTakeNoDecay) {
   EXPECT_TRUE(no_decay("embeddings.pos_scale", vec));
   EXPECT_FALSE(no_decay("mlp.fc1.weight", mat));
   EXPECT_FALSE(no_decay("embed.weight", mat));
-  EXPECT_FALSE(no_decay("biased.weight", mat));
-  EXPECT_FALSE(no_decay("mlp.bias_proj.weight", mat));
+  // nanoT5's rule is a substring match: the relative position bias table takes no decay.
+  EXPECT_TRUE(no_decay("encoder.layers.0.rel_bias.weight", mat));
+  EXPECT_TRUE(no_decay("decoder.layers.3.rel_bias.weight", mat));
+  EXPECT_FALSE(no_decay("encoder.layers.0.attn.q_proj.weight", mat));
 }
 
 TEST(NameRule, GroupsKeepOrderAndZeroDecay) {

@@ -270,12 +270,22 @@ class DropEveryThirdSample final : public TrainingMethod {
   }
 };
 using MethodFactory = std::function<std::vector<std::unique_ptr<TrainingMethod>>()>;
+// Another optimizer (or option) than the type's default: named in the run directories.
+struct Variant {
+  std::string name;
+  std::function<void(TrainOptions&)> apply;
+  bool pipeline = true;  // false: layouts with pp > 1 are skipped (the variant refuses them)
+  bool tensor = true;    // false: layouts with tp > 1 are skipped
+};
 
-void check_equivalence(const std::string& type, const MethodFactory& methods = {}) {
+void check_equivalence(const std::string& type, const MethodFactory& methods = {},
+                       const Variant& variant = {}) {
   const int steps = 5;
-  const std::string tag = methods ? "-methods" : "";
+  const std::string tag =
+      std::string(methods ? "-methods" : "") + (variant.name.empty() ? "" : "-" + variant.name);
   TrainOptions base =
       corpus().options(type, type + tag + "-ref-np" + std::to_string(world_size()), steps);
+  if (variant.apply) variant.apply(base);
   // Dropout masks are keyed by a row's place in the one-process micro-batch (first + k * dp on a
   // data-parallel rank); once a method has dropped rows that place is not strided any more, so
   // layout-independent dropout under row selection needs per-row keys (issue 18). Until then the
@@ -290,7 +300,8 @@ void check_equivalence(const std::string& type, const MethodFactory& methods = {
   }
   barrier();
   for (const LayoutCase& l : layouts()) {
-    SCOPED_TRACE(type + " " + l.name);
+    if ((l.pp > 1 && !variant.pipeline) || (l.tp > 1 && !variant.tensor)) continue;
+    SCOPED_TRACE(type + tag + " " + l.name);
     TrainOptions o = with_layout(base, l);
     o.run_dir = (corpus().root / "runs" / (type + tag + "-" + l.name)).string();
     std::ostringstream log;
@@ -308,10 +319,10 @@ void check_equivalence(const std::string& type, const MethodFactory& methods = {
         std::abs(r.valid_loss - ref.result.valid_loss) / std::abs(ref.result.valid_loss);
     const Diff d = compare(final_checkpoint(o, steps), ref.checkpoint);
     std::printf(
-        "equivalence %-7s %-12s %d steps: losses %.2e, validation loss %.2e, parameters "
+        "equivalence %-7s%s %-12s %d steps: losses %.2e, validation loss %.2e, parameters "
         "%.2e (%s), Adam moments %.2e, token accuracy %.6f (one process %.6f)\n",
-        type.c_str(), l.name.c_str(), steps, loss_rel, valid_rel, d.params, d.worst_param.c_str(),
-        d.moments, r.valid_accuracy, ref.result.valid_accuracy);
+        type.c_str(), tag.c_str(), l.name.c_str(), steps, loss_rel, valid_rel, d.params,
+        d.worst_param.c_str(), d.moments, r.valid_accuracy, ref.result.valid_accuracy);
     std::fflush(stdout);
     EXPECT_LE(loss_rel, 1e-5) << log.str();
     EXPECT_LE(valid_rel, 1e-5);
@@ -341,6 +352,44 @@ TEST(TrainEquivalence, DecoderWithRowSelection) {
 }
 TEST(TrainEquivalence, Bert) {
   check_equivalence("bert");
+}
+// Lion and Sophia-G (RMS-scaled, so tensor parallelism must take the whole tensor's RMS). Sophia's
+// Hessian pass (every 2 steps here) runs through the step path, so its gradients are reduced as
+// the step's, and its labels are drawn by global sample index (under pipelines by the last stage).
+TEST(TrainEquivalence, DecoderLion) {
+  check_equivalence("decoder", {}, {"lion", [](TrainOptions& o) {
+                                      o.optimizer = OptimizerKind::Lion;
+                                      o.lr = 0.15, o.beta2 = 0.99,
+                                      o.rms_scale = true;  // lr_eff ~ 3e-3
+                                    }});
+}
+Variant sophia(double lr, bool pipeline) {
+  return {"sophiag",
+          [lr](TrainOptions& o) {
+            o.optimizer = OptimizerKind::SophiaG;
+            o.lr = lr, o.beta1 = 0.965, o.beta2 = 0.99, o.rms_scale = true;
+            o.hessian_every = 2, o.rho = 0.04;
+          },
+          pipeline};
+}
+TEST(TrainEquivalence, DecoderSophia) {
+  check_equivalence("decoder", {}, sophia(0.15, true));
+}
+// BERT draws at its masked positions (its MLM head's logits, gathered under tensor parallelism),
+// T5 at its targets with the decoder still reading the true labels; under pipelines their last
+// stages draw.
+TEST(TrainEquivalence, BertSophia) {
+  check_equivalence("bert", {}, sophia(0.05, true));
+}
+// Adafactor (HF defaults: relative step, parameter scale) on T5, which nanoT5 compares it on; its
+// factored moments are per whole tensor, so tensor parallelism is refused.
+TEST(TrainEquivalence, T5Adafactor) {
+  check_equivalence(
+      "t5", {},
+      {"adafactor", [](TrainOptions& o) { o.optimizer = OptimizerKind::Adafactor; }, true, false});
+}
+TEST(TrainEquivalence, T5Sophia) {
+  check_equivalence("t5", {}, sophia(0.02, true));
 }
 TEST(TrainEquivalence, T5) {
   check_equivalence("t5");

@@ -20,6 +20,38 @@ void adam_update(int device, bf16* p, const bf16* g, float* m, float* v, int64_t
 void adam_update(int device, bf16* p, const float* g, float* m, float* v, int64_t n,
                  const AdamScalars<float>& s);
 
+// Lion's and Sophia-G's element-wise updates (sign_update.cu), the loops of optim/lion.cpp and
+// optim/sophia.cpp with the same rounding. Lion reads decay (when decays), b1, w1, b2, w2,
+// neg_lr; Sophia decay, b1, w1, rho_b (rho * B), tiny (1e-15), neg_lr.
+template <class S>
+struct SignScalars {
+  S decay = 1;
+  bool decays = false;
+  S b1 = 0, w1 = 0, b2 = 0, w2 = 0;
+  S rho_b = 0, tiny = 0;
+  S neg_lr = 0;
+};
+void lion_update(int device, float* p, const float* g, float* m, int64_t n,
+                 const SignScalars<float>& s);
+void lion_update(int device, double* p, const double* g, double* m, int64_t n,
+                 const SignScalars<double>& s);
+void lion_update(int device, bf16* p, const bf16* g, float* m, int64_t n,
+                 const SignScalars<float>& s);
+void lion_update(int device, bf16* p, const float* g, float* m, int64_t n,
+                 const SignScalars<float>& s);
+void sophia_update(int device, float* p, const float* g, float* m, const float* h, int64_t n,
+                   const SignScalars<float>& s);
+void sophia_update(int device, double* p, const double* g, double* m, const double* h, int64_t n,
+                   const SignScalars<double>& s);
+void sophia_update(int device, bf16* p, const bf16* g, float* m, const float* h, int64_t n,
+                   const SignScalars<float>& s);
+void sophia_update(int device, bf16* p, const float* g, float* m, const float* h, int64_t n,
+                   const SignScalars<float>& s);
+// h = b2 * h + (w2 * g) * g.
+void sophia_hessian(int device, float* h, const float* g, int64_t n, float b2, float w2);
+void sophia_hessian(int device, double* h, const double* g, int64_t n, double b2, double w2);
+void sophia_hessian(int device, float* h, const bf16* g, int64_t n, float b2, float w2);
+
 // Deterministic sums of squares without atomics: a fixed grid of kSumParts blocks writes one f64
 // partial each (a block without elements writes 0), and sum_parts adds any number of partials in
 // one fixed tree. The result depends on n only, never on timing.
