@@ -1,5 +1,6 @@
-"""Reads JSON lines from strata_bench_ops and torch_ops_reference.py and prints, per op and
-thread count, Strata's time beside each PyTorch's and the speed-up (torch ms / strata ms)."""
+"""Reads JSON lines from strata_bench_ops and torch_ops_reference.py (or strata_bench_optim and
+torch_optim_reference.py) and prints, per op (optimizer) and thread count, Strata's time beside
+each PyTorch's and the speed-up (torch ms / strata ms)."""
 import json
 import sys
 from collections import defaultdict
@@ -10,8 +11,8 @@ for line in open(sys.argv[1]):
     if not line.startswith("{"):
         continue
     r = json.loads(line)
-    impl = r["impl"] if r["impl"] == "strata" else "torch " + r.get("torch_version", "?")
-    rows[(r["op"], r["threads"])][impl] = r["ms"]
+    impl = r["impl"] if r["impl"] == "strata" else "torch " + r.get("torch_version", r.get("torch", "?"))
+    rows[(r.get("op") or r["optimizer"], r["threads"])][impl] = r["ms"]
 
 impls = sorted({i for v in rows.values() for i in v if i != "strata"})
 print("| op | threads | strata ms | " + " | ".join(f"{i} ms | speed-up vs {i}" for i in impls) + " |")

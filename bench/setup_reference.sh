@@ -29,7 +29,7 @@ fi
 pip=("${sudo_[@]}" "$venv/bin/python" -m pip install -q --disable-pip-version-check)
 "${pip[@]}" --upgrade pip
 # The T5 reference uses transformers' T5; h5py writes fixtures.
-"${pip[@]}" torch transformers h5py numpy
+"${pip[@]}" torch transformers h5py numpy lion-pytorch
 
 echo "reference environments:"
 "$venv/bin/python" -c 'import torch, transformers; print("  venv:", torch.__version__, "transformers", transformers.__version__, "threads", torch.get_num_threads())'
