@@ -10,17 +10,6 @@
 
 namespace strata::optim {
 
-namespace {
-
-// torch.sgn on a real number: -1, 0 or +1 (0 keeps a parameter whose interpolation is exactly 0
-// in place).
-template <class S>
-S sgn(S x) {
-  return S((x > S(0)) - (x < S(0)));
-}
-
-}  // namespace
-
 Lion::Lion(std::vector<ParamGroup> groups, bool rms_scale)
     : Optimizer(std::move(groups)), rms_scale_(rms_scale) {
   init_state();
@@ -70,7 +59,7 @@ void Lion::update(const Hyper& h, const std::string& name, Tensor& param, const 
       S pi = detail::load<S>(p[i]);
       if (decays) pi = pi * decay;
       const S c = m[i] * b1 + w1 * gi;
-      pi = pi + neg_lr * sgn(c);
+      pi = pi + neg_lr * detail::sgn(c);
       m[i] = m[i] * b2 + w2 * gi;
       detail::store(p[i], pi);
     }

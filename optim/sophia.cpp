@@ -12,15 +12,6 @@
 
 namespace strata::optim {
 
-namespace {
-
-template <class S>
-S sgn(S x) {
-  return S((x > S(0)) - (x < S(0)));
-}
-
-}  // namespace
-
 Sophia::Sophia(std::vector<ParamGroup> groups, const SophiaOptions& options)
     : Optimizer(std::move(groups)), o_(options) {
   STRATA_CHECK(o_.rho > 0 && std::isfinite(o_.rho), "sophiag: rho must be > 0, got ", o_.rho,
@@ -63,7 +54,7 @@ void Sophia::update(const Hyper& h, const std::string& name, Tensor& param, cons
       m[i] = m[i] * b1 + w1 * detail::load<S>(g[i]);
       const S ratio = std::abs(m[i]) / (rho_b * hess[i] + tiny);
       unclipped += ratio < one;
-      pi = pi + neg_lr * sgn(m[i]) * std::min(ratio, one);
+      pi = pi + neg_lr * detail::sgn(m[i]) * std::min(ratio, one);
       detail::store(p[i], pi);
     }
   });

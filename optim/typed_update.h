@@ -11,6 +11,13 @@
 
 namespace strata::optim::detail {
 
+// torch.sgn on a real number: -1, 0 or +1 (0 keeps a coordinate whose update direction is exactly
+// 0 in place). Lion and Sophia-G step by it.
+template <class S>
+inline S sgn(S x) {
+  return S((x > S(0)) - (x < S(0)));
+}
+
 template <class S>
 inline S load(float x) {
   return S(x);

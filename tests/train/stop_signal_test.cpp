@@ -16,6 +16,7 @@
 
 #include "tests/train/tiny_corpus.h"
 #include "train/checkpoint.h"
+#include "train/checkpoint_compare.h"
 #include "train/stop_signals.h"
 #include "train/trainer.h"
 
@@ -33,19 +34,10 @@ const fixtures::TinyCorpus& tiny() {
   return corpus;
 }
 
-bool same_tensors(const CheckpointState& a, const CheckpointState& b) {
-  auto same = [](const Tensor& x, const Tensor& y) {
-    return x.shape() == y.shape() && x.dtype() == y.dtype() &&
-           std::memcmp(x.contiguous().raw_data(), y.contiguous().raw_data(),
-                       size_t(x.numel()) * x.element_size()) == 0;
-  };
-  if (a.model.size() != b.model.size()) return false;
-  for (const auto& [n, t] : a.model)
-    if (!b.model.count(n) || !same(t, b.model.at(n))) return false;
-  for (const auto& [p, st] : a.optim)
-    for (const auto& [k, t] : st)
-      if (!same(t, b.optim.at(p).at(k))) return false;
-  return a.ints.at("loader_counter") == b.ints.at("loader_counter");
+// Two checkpoint directories, every tensor bit for bit (train/checkpoint_compare.h).
+void expect_identical(const fs::path& a, const fs::path& b) {
+  const CheckpointComparison c = compare_checkpoints(a, b);
+  EXPECT_TRUE(c.identical) << c.report;
 }
 
 // Raises a stop signal (as the waiting thread would record it) while step `at` runs.
@@ -82,8 +74,8 @@ TEST(StopSignals, FirstSignalSavesTheStepAndTheResumeEqualsTheStraightRun) {
   EXPECT_EQ(b.resumed_from, 13);
   EXPECT_EQ(b.step, 40);
   EXPECT_EQ(b.stopped_by_signal, 0);
-  EXPECT_TRUE(same_tensors(load_checkpoint(fs::path(o.run_dir) / "step_000000040"),
-                           load_checkpoint(fs::path(straight.run_dir) / "step_000000040")));
+  expect_identical(fs::path(o.run_dir) / "step_000000040",
+                   fs::path(straight.run_dir) / "step_000000040");
 }
 
 // Runs `body` in a forked child; returns its wait status.
@@ -199,9 +191,8 @@ TEST(StopSignals, StrataTrainSavesOnSigtermExits75AndResumesBitForBit) {
   ASSERT_EQ(
       std::system((bin + train_args(o, "sigterm_straight", budget) + " >/dev/null 2>&1").c_str()),
       0);
-  EXPECT_TRUE(same_tensors(
-      load_checkpoint(tiny().root() / "sigterm" / checkpoint_dir_name(budget)),
-      load_checkpoint(tiny().root() / "sigterm_straight" / checkpoint_dir_name(budget))));
+  expect_identical(tiny().root() / "sigterm" / checkpoint_dir_name(budget),
+                   tiny().root() / "sigterm_straight" / checkpoint_dir_name(budget));
 }
 
 // Four ranks under mpirun: the signal reaches every rank through mpirun (SIGUSR1, what Slurm
@@ -243,9 +234,8 @@ TEST(StopSignals, UnderMpirunEveryRankSavesTheSameStep) {
   ASSERT_EQ(
       std::system((mpirun + train_args(o, "mpi_straight", budget) + " >/dev/null 2>&1").c_str()),
       0);
-  EXPECT_TRUE(
-      same_tensors(load_checkpoint(tiny().root() / "mpi_signal" / checkpoint_dir_name(budget)),
-                   load_checkpoint(tiny().root() / "mpi_straight" / checkpoint_dir_name(budget))));
+  expect_identical(tiny().root() / "mpi_signal" / checkpoint_dir_name(budget),
+                   tiny().root() / "mpi_straight" / checkpoint_dir_name(budget));
 }
 
 }  // namespace

@@ -5,12 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cstring>
 #include <sstream>
 
 #include "core/ops.h"
 #include "tests/train/tiny_corpus.h"
 #include "train/checkpoint.h"
+#include "train/checkpoint_compare.h"
 #include "train/trainer.h"
 #include "train/training_method.h"
 
@@ -158,16 +158,6 @@ std::vector<std::unique_ptr<TrainingMethod>> skipper(bool restore = true) {
   return m;
 }
 
-bool same_parameters(const CheckpointState& a, const CheckpointState& b) {
-  for (const auto& [name, t] : a.model) {
-    const Tensor& u = b.model.at(name);
-    if (std::memcmp(t.contiguous().raw_data(), u.contiguous().raw_data(),
-                    size_t(t.numel()) * t.element_size()) != 0)
-      return false;
-  }
-  return true;
-}
-
 TEST(TrainingMethod, SelectedRowsAreWhatTheStepTrainsAndCharges) {
   std::ostringstream log;
   const TrainResult plain = train(short_run("plain", 6), log);
@@ -189,9 +179,10 @@ TEST(TrainingMethod, MethodStateResumesBitForBit) {
   train(first, log, skipper());
   const TrainResult b = train(short_run("m_resumed", 10), log, skipper());
   ASSERT_EQ(b.resumed_from, 5) << log.str();
-  const auto straight = load_checkpoint(tiny().root() / "m_straight" / "step_000000010");
-  EXPECT_TRUE(
-      same_parameters(straight, load_checkpoint(tiny().root() / "m_resumed" / "step_000000010")));
+  const fs::path straight = tiny().root() / "m_straight" / "step_000000010";
+  const CheckpointComparison resumed =
+      compare_checkpoints(straight, tiny().root() / "m_resumed" / "step_000000010");
+  EXPECT_TRUE(resumed.identical) << resumed.report;
 
   // The control: a resume that drops the method's state trains on other rows.
   first = short_run("m_lost", 10);
@@ -199,7 +190,7 @@ TEST(TrainingMethod, MethodStateResumesBitForBit) {
   train(first, log, skipper());
   train(short_run("m_lost", 10), log, skipper(/*restore=*/false));
   EXPECT_FALSE(
-      same_parameters(straight, load_checkpoint(tiny().root() / "m_lost" / "step_000000010")));
+      compare_checkpoints(straight, tiny().root() / "m_lost" / "step_000000010").identical);
 }
 
 TEST(TrainingMethod, SeqLenWarmupExampleTrainsOnGrowingPrefixes) {
