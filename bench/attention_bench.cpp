@@ -18,23 +18,14 @@
 
 #include "bench/bench_flags.h"
 #include "core/kernels/cpu/attention_kernels.h"
+#include "core/median_time.h"
 
 extern "C" void openblas_set_num_threads(int);
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 double median_ms(int reps, const std::function<void()>& f) {
-  f();  // warm-up: page faults, thread start
-  std::vector<double> t;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = Clock::now();
-    f();
-    t.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return 1e3 * strata::median_seconds(reps, 1, f);
 }
 
 struct Shape {

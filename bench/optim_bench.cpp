@@ -4,7 +4,6 @@
 // the same shapes and prints the same JSON lines; run_optim_bench.sh races the two).
 //   strata_bench_optim [--threads N] [--reps R] [--only name,name]
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -14,6 +13,7 @@
 #include <vector>
 
 #include "bench/bench_flags.h"
+#include "core/median_time.h"
 #include "core/ops.h"
 #include "core/random/philox.h"
 #include "optim/adafactor.h"
@@ -50,17 +50,7 @@ std::vector<optim::ParamGroup> groups(std::vector<Tensor>& params) {
 }
 
 double median_ms(const std::function<void()>& fn, int reps) {
-  fn();
-  fn();
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    const auto a = std::chrono::steady_clock::now();
-    fn();
-    t.push_back(
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return 1e3 * median_seconds(reps, 2, fn);
 }
 
 }  // namespace

@@ -1,10 +1,10 @@
 #include "train/calibrate.h"
 
 #include <algorithm>
-#include <chrono>
 #include <functional>
 #include <ostream>
 
+#include "core/median_time.h"
 #include "core/ops.h"
 #include "core/random/philox.h"
 #include "core/runtime.h"
@@ -47,18 +47,6 @@ data::Batch random_batch(const data::Objective& objective, int64_t rows, int64_t
   return b;
 }
 
-double median_seconds(int reps, const std::function<void()>& fn) {
-  fn();  // warm-up: allocator, packed weights, thread pool
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    const auto a = std::chrono::steady_clock::now();
-    fn();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
 }  // namespace
 
 ReferenceCosts calibrate(const TrainOptions& o, const data::Tokenizer& tokenizer,
@@ -78,16 +66,16 @@ ReferenceCosts calibrate(const TrainOptions& o, const data::Tokenizer& tokenizer
                                            tokenizer.vocab_size(), tokenizer.special().pad, o.seed);
     const double tokens = double(batch.rows * batch.input_len);
     const auto opt = make_optimizer(o, task->module(), one.tp());
-    const double forward = median_seconds(c.reps, [&] {
+    const double forward = median_seconds(c.reps, 1, [&] {
       NoGradGuard no_grad;
       task->loss(batch).item<double>();
     });
-    const double forward_backward = median_seconds(c.reps, [&] {
+    const double forward_backward = median_seconds(c.reps, 1, [&] {
       task->loss(batch).backward();
       opt->zero_grad();
     });
     task->loss(batch).backward();  // gradients for the update's timing
-    const double update = median_seconds(c.reps, [&] { opt->step(); });
+    const double update = median_seconds(c.reps, 1, [&] { opt->step(); });
     WorkCosts w;
     w.forward_per_token = forward / tokens;
     // Timing noise can make a forward + backward look cheaper than twice a forward on tiny
